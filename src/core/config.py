@@ -1,0 +1,328 @@
+"""Configuration: parsed once at start-up into typed, frozen objects.
+
+Layers, later wins: ``defaults.yaml`` beside this file → a user YAML file (``DEMI_CONFIG``
+or ``--config``) → ``.env`` in the working directory → environment variables →
+command-line overrides. ``os.environ`` is never modified.
+
+Every error names the key, the bad value, where it came from and what is accepted, and is
+raised as :class:`~src.llm.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from src.llm.errors import ConfigError
+
+DEFAULTS_PATH = Path(__file__).with_name("defaults.yaml")
+
+ENV_VARS: dict[str, str] = {
+    "OLLAMA_BASE_URL": "llm.ollama.base_url",
+    "OLLAMA_MODEL": "llm.ollama.model",
+    "LMSTUDIO_BASE_URL": "llm.lmstudio.base_url",
+    "LMSTUDIO_MODEL": "llm.lmstudio.model",
+    "DEMI_ENABLE_LLM_FALLBACK": "llm.enable_fallback",
+    "DEMI_LLM_PROVIDER": "llm.provider",
+    "DEMI_HEALTH_CHECK_INTERVAL": "llm.health_check_interval",
+    "DEMI_ROUTING_STRATEGY": "llm.routing.strategy",
+    "DEMI_EMBEDDED_ENABLED": "llm.embedded.enabled",
+    "DEMI_EMBEDDED_MODEL_PATH": "llm.embedded.model_path",
+    "DEMI_HOST": "conductor.host",
+    "DEMI_PORT": "conductor.port",
+    "DEMI_LOG_LEVEL": "logging.level",
+}
+"""Environment variable → config key. An empty value counts as unset."""
+
+Seconds = float
+_STRICT = ConfigDict(frozen=True, extra="forbid")
+
+
+def _check_url(value: str | None) -> str | None:
+    """Accept only absolute http(s) URLs; drop a trailing slash so paths join cleanly."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute URL with a scheme, e.g. http://localhost:11434")
+    return value.rstrip("/")
+
+
+class _Server(BaseModel):
+    """Fields every server-backed provider has."""
+
+    model_config = _STRICT
+    base_url: str
+    timeout: Seconds = Field(30, gt=0)
+    temperature: float = Field(0.7, ge=0, le=2)
+    context_window: int = Field(8192, ge=256)
+    region: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str | None:
+        return _check_url(v)
+
+
+class OllamaConfig(_Server):
+    base_url: str = "http://localhost:11434"
+    model: str = Field("llama3.2:1b", min_length=1)
+    keep_alive: str | float | None = None
+
+
+class LMStudioConfig(_Server):
+    base_url: str = "http://localhost:1234"
+    model: str | None = None
+    api_key: str = "lm-studio"
+
+
+class OpenAICompatConfig(_Server):
+    """An extra OpenAI-compatible server in ``llm.providers``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    model: str | None = None
+    api_key: str = "none"
+
+
+class EmbeddedConfig(BaseModel):
+    model_config = _STRICT
+    enabled: bool = True
+    model_path: str | None = None
+    cache_dir: str | None = None
+    context_window: int = Field(2048, ge=256)
+    threads: int = Field(2, ge=1, le=64)
+    max_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.7, ge=0, le=2)
+    queue_size: int = Field(8, ge=1)
+    region: str | None = None
+
+
+class RoutingConfig(BaseModel):
+    model_config = _STRICT
+    strategy: Literal["failover", "round_robin", "nearest", "quality", "canary", "affinity"] = (
+        "failover"
+    )
+    region: str | None = None
+    canary_provider: str | None = None
+    canary_percent: float = Field(0, ge=0, le=100)
+    affinity: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+
+class LLMConfig(BaseModel):
+    model_config = _STRICT
+    provider: str = "ollama"
+    enable_fallback: bool = True
+    ollama: OllamaConfig = OllamaConfig()
+    lmstudio: LMStudioConfig = LMStudioConfig()
+    health_check_interval: Seconds = Field(60, gt=0)
+    health_check_timeout: Seconds = Field(5, gt=0)
+    health_check_wait: Seconds = Field(0.1, ge=0)
+    probe_interval: Seconds = Field(0.5, gt=0)
+    probe_backoff_max: Seconds = Field(30, gt=0)
+    recovery_successes: int = Field(2, ge=1)
+    failure_threshold: int = Field(1, ge=1)
+    connect_timeout: Seconds = Field(2, gt=0)
+    read_idle_timeout: Seconds = Field(30, gt=0)
+    max_tokens: int = Field(1024, ge=1)
+    order: tuple[str, ...] = ()
+    routing: RoutingConfig = RoutingConfig()
+    embedded: EmbeddedConfig = EmbeddedConfig()
+    providers: tuple[OpenAICompatConfig, ...] = ()
+
+    def provider_names(self) -> tuple[str, ...]:
+        """Every provider name that is configured (whether or not it is in the chain)."""
+        names = ["ollama", "lmstudio", *(p.name for p in self.providers)]
+        if self.embedded.enabled:
+            names.append("embedded")
+        return tuple(names)
+
+
+class ConductorConfig(BaseModel):
+    model_config = _STRICT
+    host: str = "127.0.0.1"
+    port: int = Field(8420, ge=0, le=65535)
+    model_aliases: tuple[str, ...] = ("demi",)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    shutdown_grace: Seconds = Field(10, ge=0)
+
+
+class LoggingConfig(BaseModel):
+    model_config = _STRICT
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: str = "[%(levelname)s] %(message)s"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
+
+
+class DemiConfig(BaseModel):
+    """The whole configuration, as ``defaults.yaml`` lays it out."""
+
+    model_config = _STRICT
+    llm: LLMConfig = LLMConfig()
+    conductor: ConductorConfig = ConductorConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str = "config") -> DemiConfig:
+        """Validate a dict shaped like ``defaults.yaml``, laid over the defaults."""
+        merged = deep_merge(_read_yaml(DEFAULTS_PATH), data)
+        return _validate(merged, {}, source)
+
+
+def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge nested mappings; values in ``top`` win, lists and scalars are replaced whole."""
+    out = copy.deepcopy(dict(base))
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[leaf] = value
+
+
+def _env_value(key: str, raw: str) -> Any:
+    """Interpret an environment string; ``null``/``none`` clear optional model keys."""
+    if key.endswith(".model") and raw.strip().lower() in ("null", "none"):
+        return None
+    return raw.strip()
+
+
+def load_config(
+    config_path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    dotenv_path: str | os.PathLike[str] | None = ".env",
+) -> DemiConfig:
+    """Build the configuration from every layer; raise ConfigError naming any bad key.
+
+    ``overrides`` maps dotted keys (``"conductor.port"``) to values, for command-line flags.
+    ``environ`` defaults to ``os.environ``; tests pass their own.
+    """
+    env = dict(os.environ if environ is None else environ)
+    data = _read_yaml(DEFAULTS_PATH)
+    sources: dict[str, str] = {}
+
+    path = config_path or env.get("DEMI_CONFIG") or None
+    if path:
+        data = deep_merge(data, _read_yaml(Path(path)))
+
+    layered: dict[str, str] = {}
+    if dotenv_path is not None and Path(dotenv_path).is_file():
+        for name, value in dotenv_values(dotenv_path).items():
+            if value is not None:
+                layered[name] = value
+                if name in ENV_VARS:
+                    sources[ENV_VARS[name]] = f"{name} in {dotenv_path}"
+    for name in ENV_VARS:
+        if name in env:
+            layered[name] = env[name]
+            sources[ENV_VARS[name]] = f"environment variable {name}"
+    for name, key in ENV_VARS.items():
+        raw = layered.get(name)
+        if raw is None or raw.strip() == "":
+            sources.pop(key, None)
+            continue
+        _set_path(data, key, _env_value(key, raw))
+
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(data, key, value)
+            sources[key] = "command line"
+
+    return _validate(data, sources, str(path) if path else "defaults.yaml")
+
+
+def _validate(data: dict[str, Any], sources: Mapping[str, str], file_source: str) -> DemiConfig:
+    try:
+        config = DemiConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, sources, file_source)) from None
+    _check_names(config)
+    return config
+
+
+def _describe(exc: ValidationError, sources: Mapping[str, str], file_source: str) -> str:
+    lines = ["Invalid configuration:"]
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        # Drop pydantic's internal union/type tags so the key reads as the user wrote it.
+        key = ".".join(p for p in loc if not p.startswith(("function-", "literal[")))
+        origin = sources.get(key, file_source)
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (from {origin}); remove it or check its spelling")
+            continue
+        accepted = err["msg"]
+        ctx = err.get("ctx") or {}
+        if "expected" in ctx:
+            accepted = f"expected one of {ctx['expected']}"
+        lines.append(f"  {key} = {err['input']!r} (from {origin}): {accepted}")
+    return "\n".join(lines)
+
+
+def _check_names(config: DemiConfig) -> None:
+    """Cross-field checks pydantic cannot express per field: provider names must exist."""
+    llm = config.llm
+    extra = [p.name for p in llm.providers]
+    builtin = {"ollama", "lmstudio", "embedded"}
+    clash = sorted(set(extra) & builtin)
+    if clash or len(set(extra)) != len(extra):
+        raise ConfigError(
+            f"Invalid configuration:\n  llm.providers: names must be unique and not "
+            f"ollama/lmstudio/embedded (got {extra})"
+        )
+    known = {"ollama", "lmstudio", "embedded", *extra}
+    named = [("llm.provider", llm.provider)]
+    named += [("llm.order", n) for n in llm.order]
+    if llm.routing.canary_provider:
+        named.append(("llm.routing.canary_provider", llm.routing.canary_provider))
+    for workload, names in llm.routing.affinity.items():
+        named += [(f"llm.routing.affinity.{workload}", n) for n in names]
+    for key, name in named:
+        if name not in known:
+            raise ConfigError(
+                f"Invalid configuration:\n  {key} = {name!r}: not a provider; "
+                f"expected one of {sorted(known)}"
+            )
+    if llm.provider == "embedded" and not llm.embedded.enabled:
+        raise ConfigError(
+            "Invalid configuration:\n  llm.provider = 'embedded' but llm.embedded.enabled "
+            "is false; enable it or choose ollama/lmstudio"
+        )

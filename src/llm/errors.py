@@ -1,0 +1,155 @@
+"""DEMI's one error tree for the LLM layer.
+
+Every foreign error (``httpx``, ``aiohttp``, ``ollama``, JSON decoding, timeouts) is mapped
+into this tree at the provider boundary, so the failover logic and the HTTP API only ever
+see these classes::
+
+    DemiError                      anything DEMI raises on purpose
+    ├── ConfigError                bad configuration; start-up stops (names key, value, fix)
+    ├── UnknownProviderError       force_provider()/routing named a provider that is not configured
+    ├── RequestError               the caller's own request is wrong (HTTP 400); never fails over
+    ├── ProviderError              one provider could not serve a request; fails over
+    │   ├── ProviderUnavailable    connection refused/reset, DNS failure: nothing is listening
+    │   ├── ProviderTimeout        connect, first-token or between-chunk bound exceeded
+    │   ├── ProviderBusy           429 / 503: overloaded or model still loading
+    │   ├── ModelNotFound          the configured model is not on that server (404)
+    │   ├── ProviderResponseError  5xx, malformed or truncated reply, error line mid-stream
+    │   └── EmbeddedModelLoading   the embedded model is still loading (not a health failure)
+    ├── AllProvidersFailed         every provider in the chain failed (the guide's messages)
+    └── StreamInterrupted          a stream broke after text already reached the caller
+
+``ProviderError.retryable`` says whether the next provider should be tried. Only the
+provider modules construct ``ProviderError``; only ``router`` builds ``AllProvidersFailed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class DemiError(Exception):
+    """Base class of every error DEMI raises on purpose."""
+
+
+class ConfigError(DemiError):
+    """The configuration is invalid. The message names the key, the bad value and the fix."""
+
+
+class UnknownProviderError(DemiError, ValueError):
+    """A provider name that is not configured was requested."""
+
+    def __init__(self, name: object, known: Sequence[str]) -> None:
+        self.name = name
+        self.known = tuple(known)
+        choices = ", ".join(repr(k) for k in self.known)
+        super().__init__(
+            f"Unknown provider {name!r}: configured providers are {choices} "
+            "(or None for automatic selection)"
+        )
+
+
+class RequestError(DemiError):
+    """The caller's own request is invalid; retrying it on another provider cannot help.
+
+    Raised for an upstream 400 (bad options, a prompt over the server's hard context limit)
+    and for input DEMI rejects itself (no messages, unknown role). Does not count against a
+    provider's health.
+    """
+
+    def __init__(self, message: str, *, provider: str | None = None, status: int = 400) -> None:
+        self.provider = provider
+        self.status = status
+        super().__init__(message)
+
+
+class ProviderError(DemiError):
+    """One provider failed to serve one request. ``reason`` is short and log-safe."""
+
+    retryable = True
+    counts_against_health = True
+
+    def __init__(self, provider: str, reason: str, *, status: int | None = None) -> None:
+        self.provider = provider
+        self.reason = reason
+        self.status = status
+        super().__init__(reason)
+
+
+class ProviderUnavailable(ProviderError):
+    """Nothing answers at the provider's address (refused, reset, DNS failure)."""
+
+
+class ProviderTimeout(ProviderError):
+    """The provider exceeded the connect, first-token or between-chunk time bound."""
+
+
+class ProviderBusy(ProviderError):
+    """The provider is overloaded (429/503). ``retry_after`` is in seconds when given."""
+
+    def __init__(
+        self, provider: str, reason: str, *, status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(provider, reason, status=status)
+        self.retry_after = retry_after
+
+
+class ModelNotFound(ProviderError):
+    """The configured model is not installed or loaded on that provider."""
+
+
+class ProviderResponseError(ProviderError):
+    """A 5xx, a malformed or truncated reply, or an error line in the middle of a stream."""
+
+
+class EmbeddedModelLoading(ProviderError):
+    """The in-process model is still loading; try the next provider, do not mark it failed."""
+
+    counts_against_health = False
+
+
+class AllProvidersFailed(DemiError):
+    """Every provider in the chain failed for this request.
+
+    The message starts with the guide's wording (``Both Ollama and LMStudio providers
+    failed`` or ``Ollama provider failed and fallback is disabled``) followed by each
+    provider's reason and what to do.
+    """
+
+    def __init__(self, message: str, errors: Sequence[ProviderError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__(message)
+
+
+class StreamInterrupted(DemiError):
+    """A stream failed after part of the reply was already delivered to the caller.
+
+    DEMI never splices another provider's output onto a partial reply, so the caller gets
+    this error instead of a silently truncated answer.
+    """
+
+    def __init__(self, provider: str, reason: str, delivered_chars: int) -> None:
+        self.provider = provider
+        self.reason = reason
+        self.delivered_chars = delivered_chars
+        super().__init__(
+            f"The {provider} stream broke after {delivered_chars} characters were sent: "
+            f"{reason}. Ask again to get a complete answer."
+        )
+
+
+__all__ = [
+    "AllProvidersFailed",
+    "ConfigError",
+    "DemiError",
+    "EmbeddedModelLoading",
+    "ModelNotFound",
+    "ProviderBusy",
+    "ProviderError",
+    "ProviderResponseError",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "RequestError",
+    "StreamInterrupted",
+    "UnknownProviderError",
+]

@@ -1,0 +1,101 @@
+"""The narrow interface every LLM backend implements.
+
+The router only ever talks to this interface, so Ollama, LM Studio, any OpenAI-compatible
+server and the embedded model are interchangeable; adding a backend is a new small class.
+
+Contract:
+
+* ``stream(request)`` is an async iterator of :class:`ChatChunk`, ending with one chunk
+  whose ``done`` is True. It raises only :class:`~src.llm.errors.ProviderError` subclasses
+  (or :class:`~src.llm.errors.RequestError` for the caller's own mistakes); every foreign
+  exception is mapped inside the provider. It enforces the provider's own first-token and
+  between-chunk bounds.
+* ``chat(request)`` returns the whole reply; the default implementation drains ``stream``
+  so both calls share one code path and the same time bounds.
+* ``health()`` probes the server and never raises: failures are a ``HealthReport`` with
+  ``healthy=False`` and a reason.
+* ``close()`` releases sessions; the provider is unusable afterwards.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+from .errors import ProviderResponseError
+from .types import ChatChunk, ChatRequest, HealthReport
+
+
+class Provider(abc.ABC):
+    """Base class for a backend. Subclasses set the class attributes and implement three methods.
+
+    ``name`` is the configuration key (``ollama``), ``display_name`` is what log lines and
+    error messages say (``Ollama``), ``kind`` names the implementation.
+    """
+
+    kind: ClassVar[str] = "abstract"
+    can_stream: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        name: str,
+        display_name: str,
+        *,
+        model: str | None,
+        context_window: int,
+        base_url: str | None = None,
+        region: str | None = None,
+    ) -> None:
+        self.name = name
+        self.display_name = display_name
+        self.model = model
+        self.context_window = context_window
+        self.base_url = base_url
+        self.region = region
+
+    @abc.abstractmethod
+    def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """Stream the reply; see the module docstring for the contract."""
+
+    @abc.abstractmethod
+    async def health(self) -> HealthReport:
+        """Probe the server; never raises."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release network sessions and threads."""
+
+    async def start(self) -> None:
+        """Prepare long-lived resources. The default does nothing; sessions open lazily."""
+        return None
+
+    def resolved_model(self, request: ChatRequest) -> str:
+        """The model name this provider will use for ``request`` (for reports and logs)."""
+        return request.model or self.model or "default"
+
+    async def chat(self, request: ChatRequest) -> ChatChunk:
+        """Return the whole reply as one final chunk, by draining ``stream``."""
+        parts: list[str] = []
+        async for chunk in self.stream(request):
+            if chunk.text:
+                parts.append(chunk.text)
+            if chunk.done:
+                return ChatChunk(
+                    text="".join(parts),
+                    done=True,
+                    model=chunk.model,
+                    finish_reason=chunk.finish_reason,
+                    prompt_tokens=chunk.prompt_tokens,
+                    completion_tokens=chunk.completion_tokens,
+                )
+        raise ProviderResponseError(self.name, "the reply ended without a final chunk")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.base_url or ''} model={self.model!r}>"
+
+
+def elapsed_since(start: float) -> float:
+    """Seconds since ``start`` on the monotonic clock (latency measurements only)."""
+    return time.perf_counter() - start
