@@ -1,0 +1,1 @@
+"""Provider implementations: one small module per kind of server."""

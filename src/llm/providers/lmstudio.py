@@ -1,0 +1,58 @@
+"""LM Studio: an OpenAI-compatible server that also knows which model is loaded.
+
+The guide's ``lmstudio:`` block has no model key and Ollama's model names mean nothing to
+LM Studio, so when no ``llm.lmstudio.model`` is set DEMI asks LM Studio's native
+``/api/v0/models`` for the model in state ``loaded`` (servers without that route, such as
+llama.cpp's, fall back to the first entry of ``/v1/models``).
+"""
+
+from __future__ import annotations
+
+from src.core.config import LMStudioConfig
+
+from ..errors import ProviderError
+from .openai_compat import OpenAICompatProvider, SessionFactory
+
+
+class LMStudioInference(OpenAICompatProvider):
+    """The guide's fallback provider."""
+
+    kind = "lmstudio"
+
+    def __init__(
+        self,
+        cfg: LMStudioConfig,
+        *,
+        connect_timeout: float = 2.0,
+        read_idle_timeout: float = 30.0,
+        health_timeout: float = 5.0,
+        name: str = "lmstudio",
+        display_name: str = "LMStudio",
+        session_factory: SessionFactory | None = None,
+    ) -> None:
+        super().__init__(
+            name, display_name,
+            base_url=cfg.base_url, model=cfg.model, api_key=cfg.api_key,
+            first_token_timeout=cfg.timeout, temperature=cfg.temperature,
+            context_window=cfg.context_window, connect_timeout=connect_timeout,
+            read_idle_timeout=read_idle_timeout, health_timeout=health_timeout,
+            region=cfg.region, session_factory=session_factory,
+        )
+
+    async def _available_models(self) -> list[str]:
+        """Loaded LLMs first (``/api/v0/models``), then everything ``/v1/models`` lists."""
+        listed = await self._list_models(self.health_timeout)
+        loaded = await self._loaded_models()
+        return loaded + [m for m in listed if m not in loaded]
+
+    async def _loaded_models(self) -> list[str]:
+        try:
+            data = await self._get_json("/api/v0/models", self.health_timeout)
+        except ProviderError:
+            return []  # not LM Studio's native API (llama.cpp, older builds): not an error
+        entries = data.get("data") if isinstance(data, dict) else None
+        return [
+            str(e["id"]) for e in entries or []
+            if isinstance(e, dict) and e.get("state") == "loaded"
+            and e.get("type", "llm") in ("llm", "vlm") and "id" in e
+        ]

@@ -1,0 +1,304 @@
+"""Any OpenAI-compatible server (vLLM, llama.cpp's server, LocalAI, ...) over ``aiohttp``.
+
+LM Studio is a small subclass of this in ``lmstudio.py``. The server's error shape is not
+standard across engines: ``{"error": "text"}`` and ``{"error": {"message": ...}}`` both
+occur, and an SSE stream may carry an ``error`` event after a 200; every case maps to
+DEMI's error tree here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+
+from ..errors import (
+    ModelNotFound,
+    ProviderBusy,
+    ProviderError,
+    ProviderResponseError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RequestError,
+)
+from ..provider import Provider
+from ..types import ChatChunk, ChatRequest, HealthReport
+from ._errors import connection_reason, retry_after_seconds
+from ._timing import ReplyClock
+
+SessionFactory = Callable[[], aiohttp.ClientSession]
+
+
+def error_text(body: bytes | str) -> str:
+    """Extract the message from either error shape, or the raw text when it is not JSON.
+
+    >>> error_text(b'{"error": "No models loaded"}')
+    'No models loaded'
+    >>> error_text('{"error": {"message": "Loading model", "type": "unavailable_error"}}')
+    'Loading model'
+    """
+    raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return raw.strip()[:300]
+    if isinstance(data, dict):
+        err = data.get("error", data.get("detail", data))
+        if isinstance(err, dict):
+            return str(err.get("message") or err)[:300]
+        return str(err)[:300]
+    return raw.strip()[:300]
+
+
+class OpenAICompatProvider(Provider):
+    """Chat over ``POST /v1/chat/completions`` with SSE streaming; health via ``/v1/models``."""
+
+    kind = "openai"
+
+    def __init__(
+        self,
+        name: str,
+        display_name: str,
+        *,
+        base_url: str,
+        model: str | None,
+        api_key: str,
+        first_token_timeout: float,
+        temperature: float,
+        context_window: int,
+        connect_timeout: float = 2.0,
+        read_idle_timeout: float = 30.0,
+        health_timeout: float = 5.0,
+        region: str | None = None,
+        session_factory: SessionFactory | None = None,
+    ) -> None:
+        super().__init__(
+            name, display_name, model=model, context_window=context_window,
+            base_url=base_url, region=region,
+        )
+        self.configured_model = model
+        self.api_key = api_key
+        self.temperature = temperature
+        self.first_token_timeout = first_token_timeout
+        self.read_idle_timeout = read_idle_timeout
+        self.connect_timeout = connect_timeout
+        self.health_timeout = health_timeout
+        self._session_factory = session_factory
+        self._session: aiohttp.ClientSession | None = None
+        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+
+    # -- session -----------------------------------------------------------------------
+    def _get_session(self) -> aiohttp.ClientSession:
+        """One pooled session per provider, opened in the running loop on first use."""
+        if self._session is None or self._session.closed:
+            if self._session_factory is not None:
+                self._session = self._session_factory()
+            else:
+                self._session = aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(
+                        total=None, sock_connect=self.connect_timeout,
+                    ),
+                    connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
+                )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    # -- model -------------------------------------------------------------------------
+    async def _model_for(self, request: ChatRequest) -> str:
+        """The model to ask for: the request's, the configured one, or the server's own."""
+        if request.model:
+            return request.model
+        if self.model:
+            return self.model
+        models = await self._available_models()
+        if not models:
+            raise ModelNotFound(self.name, f"{self.display_name} has no model available")
+        self.model = models[0]
+        return self.model
+
+    async def _list_models(self, timeout: float) -> list[str]:
+        """``GET /v1/models`` ids (``data`` may be null on some servers)."""
+        data = await self._get_json("/v1/models", timeout)
+        entries = data.get("data") if isinstance(data, dict) else None
+        return [str(e["id"]) for e in entries or [] if isinstance(e, dict) and "id" in e]
+
+    async def _get_json(self, path: str, timeout: float) -> Any:
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._get_session().get(
+                    self.base_url + path, headers=self._headers
+                ) as resp:
+                    body = await resp.read()
+                    if resp.status >= 400:
+                        raise self._map_status(resp.status, body, resp.headers, self.model or "")
+                    return json.loads(body)
+        except (ProviderError, RequestError):
+            raise
+        except TimeoutError:
+            raise ProviderTimeout(self.name, f"no answer from {path} within {timeout:g}s") from None
+        except Exception as exc:
+            raise self._map_error(exc) from exc
+
+    # -- chat --------------------------------------------------------------------------
+    def _payload(self, request: ChatRequest, model: str) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "model": model,
+            "messages": list(request.messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "temperature": self.temperature if request.temperature is None
+            else request.temperature,
+        }
+        if request.max_tokens is not None:
+            payload["max_tokens"] = request.max_tokens
+        if request.stop:
+            payload["stop"] = list(request.stop)
+        payload.update(request.options)
+        return payload
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:  # type: ignore[override]
+        """Stream ``/v1/chat/completions`` as SSE; see :class:`Provider` for the contract."""
+        clock = ReplyClock(self.first_token_timeout, self.read_idle_timeout)
+        model = await self._model_for(request)
+        resp: aiohttp.ClientResponse | None = None
+        finish: str | None = None
+        usage: dict[str, Any] | None = None
+        served_model = model
+        try:
+            resp = await clock.read(
+                self._get_session().post(
+                    self.base_url + "/v1/chat/completions",
+                    data=json.dumps(self._payload(request, model)),
+                    headers=self._headers,
+                )
+            )
+            if resp.status >= 400:
+                body = await clock.read(resp.read())
+                raise self._map_status(resp.status, body, resp.headers, model)
+            content = resp.content
+            while True:
+                line = await clock.read(content.readline())
+                if not line:
+                    raise ProviderResponseError(
+                        self.name, "connection closed in the middle of the reply"
+                    )
+                if not line.startswith(b"data:"):
+                    continue  # blank separators, ": keep-alive" comments, event: lines
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    break
+                event = json.loads(data)
+                if "error" in event:
+                    raise ProviderResponseError(
+                        self.name,
+                        f"error in the middle of the reply: {error_text(json.dumps(event))}",
+                    )
+                if event.get("usage"):
+                    usage = event["usage"]
+                served_model = event.get("model") or served_model
+                for choice in event.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    text = delta.get("content") or ""
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+                    if text:
+                        clock.started = True
+                        yield ChatChunk(text=text)
+        except (ProviderError, RequestError):
+            raise
+        except TimeoutError:
+            raise ProviderTimeout(self.name, clock.describe()) from None
+        except ValueError as exc:  # json.JSONDecodeError, bad UTF-8
+            raise ProviderResponseError(
+                self.name, f"malformed reply from {self.display_name}"
+            ) from exc
+        except Exception as exc:
+            raise self._map_error(exc) from exc
+        finally:
+            if resp is not None:
+                resp.release()
+        if finish is None:
+            raise ProviderResponseError(self.name, "the reply ended without a finish reason")
+        usage = usage or {}
+        yield ChatChunk(
+            text="",
+            done=True,
+            model=served_model,
+            finish_reason=finish,
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+        )
+
+    # -- errors ------------------------------------------------------------------------
+    def _map_error(self, exc: BaseException) -> ProviderError:
+        if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+            return ProviderTimeout(self.name, "connection timed out")
+        if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientOSError):
+            return ProviderUnavailable(self.name, connection_reason(exc))
+        if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+            return ProviderResponseError(self.name, "connection closed in the middle of the reply")
+        if isinstance(exc, aiohttp.ClientError | OSError):
+            return ProviderUnavailable(self.name, connection_reason(exc))
+        return ProviderResponseError(self.name, f"unexpected error: {type(exc).__name__}")
+
+    def _map_status(
+        self, status: int, body: bytes, headers: Any, model: str
+    ) -> ProviderError | RequestError:
+        text = error_text(body)
+        lowered = text.lower()
+        if status == 404 or "no models loaded" in lowered or (
+            "model" in lowered and "not found" in lowered
+        ):
+            return ModelNotFound(
+                self.name, f"model '{model}' not available: {text}", status=status
+            )
+        if status in (429, 503):
+            return ProviderBusy(
+                self.name, f"busy ({status}): {text}", status=status,
+                retry_after=retry_after_seconds(headers.get("Retry-After")),
+            )
+        if status == 400:
+            return RequestError(f"{self.display_name} rejected the request: {text}",
+                                provider=self.name)
+        if status in (401, 403):
+            return ProviderUnavailable(
+                self.name, f"HTTP {status}: the server refused the API key: {text}", status=status
+            )
+        return ProviderResponseError(self.name, f"HTTP {status}: {text}", status=status)
+
+    # -- health ------------------------------------------------------------------------
+    async def health(self) -> HealthReport:
+        """Healthy when the server lists a model (the configured one, if one is configured)."""
+        start = time.perf_counter()
+        try:
+            models = tuple(await self._available_models())
+        except (ProviderError, RequestError) as exc:
+            loading = isinstance(exc, ProviderBusy)
+            return HealthReport(
+                healthy=False, latency=time.perf_counter() - start, error=str(exc),
+                loading=loading,
+            )
+        latency = time.perf_counter() - start
+        if self.configured_model:
+            present = self.configured_model in models
+            error = None if present else f"model '{self.configured_model}' is not available"
+        else:
+            present = bool(models)
+            error = None if present else f"{self.display_name} has no model loaded"
+            if present:
+                self.model = models[0]
+        return HealthReport(
+            healthy=present, latency=latency, models=models, model_present=present, error=error
+        )
+
+    async def _available_models(self) -> list[str]:
+        """Models to consider for health; LM Studio overrides this to prefer loaded ones."""
+        return await self._list_models(self.health_timeout)
