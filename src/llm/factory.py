@@ -8,6 +8,7 @@ Studio, extra OpenAI-compatible servers, then the embedded model, always last).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from src.core.config import DemiConfig, LLMConfig
 
@@ -20,7 +21,7 @@ from .providers.openai_compat import OpenAICompatProvider
 def build_providers(config: DemiConfig, logger: logging.Logger) -> dict[str, Provider]:
     """One provider object per configured provider, keyed by name."""
     llm = config.llm
-    common = {
+    common: dict[str, Any] = {
         "connect_timeout": llm.connect_timeout,
         "read_idle_timeout": llm.read_idle_timeout,
         "health_timeout": llm.health_check_timeout,

@@ -19,6 +19,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .breaker import CircuitBreaker
 from .clock import Clock
@@ -181,7 +182,7 @@ class HealthMonitor:
                 waker.cancel()
 
     async def stop(self) -> None:
-        tasks = [self._task] if self._task is not None else []
+        tasks: list[asyncio.Task[Any]] = [self._task] if self._task is not None else []
         tasks += [
             st.probe_task for st in self._states.values()
             if st.probe_task is not None and not st.probe_task.done()

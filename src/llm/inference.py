@@ -13,6 +13,7 @@ this module as their home.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -34,7 +35,7 @@ from .health import HealthMonitor, ProviderState
 from .provider import Provider
 from .providers.lmstudio import LMStudioInference
 from .providers.ollama import OllamaInference
-from .requests import parse_options, validate_messages
+from .requests import ChatOptions, parse_options, validate_messages
 from .routing import RouteContext, Strategy, make_strategy
 from .status import StatusTracker
 from .stream import ReplyStream
@@ -337,9 +338,7 @@ class UnifiedLLMInference:
                 rest=chunks,
                 started=started,
                 first_at=time.perf_counter(),
-                on_finish=lambda reply, final, err, st=st, request=request: self._finish(
-                    st, request, reply, final, err
-                ),
+                on_finish=functools.partial(self._finish, st, request),
             )
         raise self._all_failed(order, errors)
 
@@ -369,7 +368,9 @@ class UnifiedLLMInference:
         # Providers whose circuit is open go last: a last resort, never skipped entirely.
         return [n for n in ordered if n in usable] + [n for n in ordered if n not in usable]
 
-    def _request_for(self, provider: Provider, msgs: list[dict[str, Any]], opts: Any) -> ChatRequest:
+    def _request_for(
+        self, provider: Provider, msgs: list[dict[str, Any]], opts: ChatOptions,
+    ) -> ChatRequest:
         window = provider.context_window
         reply_budget = min(opts.max_tokens or self.config.llm.max_tokens, window // 2)
         model_key = f"{provider.name}:{provider.model}"
@@ -431,7 +432,9 @@ class UnifiedLLMInference:
             return "Both Ollama and LMStudio providers failed"
         return "All providers failed (" + ", ".join(self.display(n) for n in names) + ")"
 
-    def _all_failed(self, order: Sequence[str], errors: Sequence[ProviderError]) -> AllProvidersFailed:
+    def _all_failed(
+        self, order: Sequence[str], errors: Sequence[ProviderError],
+    ) -> AllProvidersFailed:
         reasons = "; ".join(f"{self.display(e.provider)}: {e.reason}" for e in errors)
         if self._forced is not None:
             name = self.display(self._forced)

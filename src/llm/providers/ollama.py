@@ -73,7 +73,9 @@ class OllamaInference(Provider):
         self.health_timeout = health_timeout
         # read=None: the first-token and idle bounds are enforced per read by ReplyClock,
         # which knows which of the two applies; httpx only bounds connecting.
-        timeout = httpx.Timeout(connect=connect_timeout, read=None, write=30.0, pool=connect_timeout)
+        timeout = httpx.Timeout(
+            connect=connect_timeout, read=None, write=30.0, pool=connect_timeout
+        )
         kwargs: dict[str, Any] = {"timeout": timeout}
         if transport is not None:
             kwargs["transport"] = transport

@@ -80,6 +80,7 @@ class OpenAICompatProvider(Provider):
             name, display_name, model=model, context_window=context_window,
             base_url=base_url, region=region,
         )
+        self.url = base_url
         self.configured_model = model
         self.api_key = api_key
         self.temperature = temperature
@@ -124,17 +125,17 @@ class OpenAICompatProvider(Provider):
         self.model = models[0]
         return self.model
 
-    async def _list_models(self, timeout: float) -> list[str]:
+    async def _list_models(self, limit: float) -> list[str]:
         """``GET /v1/models`` ids (``data`` may be null on some servers)."""
-        data = await self._get_json("/v1/models", timeout)
+        data = await self._get_json("/v1/models", limit)
         entries = data.get("data") if isinstance(data, dict) else None
         return [str(e["id"]) for e in entries or [] if isinstance(e, dict) and "id" in e]
 
-    async def _get_json(self, path: str, timeout: float) -> Any:
+    async def _get_json(self, path: str, limit: float) -> Any:
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit):
                 async with self._get_session().get(
-                    self.base_url + path, headers=self._headers
+                    self.url + path, headers=self._headers
                 ) as resp:
                     body = await resp.read()
                     if resp.status >= 400:
@@ -143,7 +144,7 @@ class OpenAICompatProvider(Provider):
         except (ProviderError, RequestError):
             raise
         except TimeoutError:
-            raise ProviderTimeout(self.name, f"no answer from {path} within {timeout:g}s") from None
+            raise ProviderTimeout(self.name, f"no answer from {path} within {limit:g}s") from None
         except Exception as exc:
             raise self._map_error(exc) from exc
 
@@ -168,22 +169,23 @@ class OpenAICompatProvider(Provider):
         """Stream ``/v1/chat/completions`` as SSE; see :class:`Provider` for the contract."""
         clock = ReplyClock(self.first_token_timeout, self.read_idle_timeout)
         model = await self._model_for(request)
-        resp: aiohttp.ClientResponse | None = None
+        resp = None
         finish: str | None = None
         usage: dict[str, Any] | None = None
         served_model = model
         try:
-            resp = await clock.read(
+            response = await clock.read(
                 self._get_session().post(
-                    self.base_url + "/v1/chat/completions",
+                    self.url + "/v1/chat/completions",
                     data=json.dumps(self._payload(request, model)),
                     headers=self._headers,
                 )
             )
-            if resp.status >= 400:
-                body = await clock.read(resp.read())
-                raise self._map_status(resp.status, body, resp.headers, model)
-            content = resp.content
+            resp = response
+            if response.status >= 400:
+                body = await clock.read(response.read())
+                raise self._map_status(response.status, body, response.headers, model)
+            content = response.content
             while True:
                 line = await clock.read(content.readline())
                 if not line:

@@ -1,0 +1,129 @@
+"""The health monitor: caching, de-duplication, bounded waits, background cadence.
+
+Providers here are in-memory stand-ins whose health() is controlled by the test (pure
+scheduling logic; the real providers are tested against real servers elsewhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from src.llm.breaker import CircuitBreaker
+from src.llm.clock import ManualClock
+from src.llm.health import HealthMonitor, ProviderState
+from src.llm.provider import Provider
+from src.llm.types import ChatChunk, ChatRequest, HealthReport
+
+
+class ScriptedProvider(Provider):
+    """health() returns what the test sets; can be made to block until released."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, name, model="m", context_window=4096)
+        self.healthy = True
+        self.calls = 0
+        self.gate: asyncio.Event | None = None
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:  # type: ignore[override]
+        yield ChatChunk("", done=True)
+
+    async def health(self) -> HealthReport:
+        self.calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        return HealthReport(healthy=self.healthy, latency=0.001,
+                            error=None if self.healthy else "down")
+
+    async def close(self) -> None:
+        return None
+
+
+def setup(interval: float = 60.0) -> tuple[HealthMonitor, ScriptedProvider, ProviderState,
+                                          ManualClock]:
+    clock = ManualClock()
+    provider = ScriptedProvider("p")
+    state = ProviderState(provider, CircuitBreaker("p", clock, probe_interval=0.5))
+
+    def on_report(st: ProviderState, report: HealthReport) -> None:
+        if report.healthy:
+            st.breaker.record_success()
+        else:
+            st.breaker.record_failure(report.error or "")
+
+    monitor = HealthMonitor({"p": state}, clock, interval=lambda: interval,
+                            on_report=on_report, logger=logging.getLogger("test"))
+    return monitor, provider, state, clock
+
+
+async def test_results_are_cached_for_the_interval() -> None:
+    """A second check within the interval reuses the first result; after it, probes again."""
+    monitor, provider, _, clock = setup(interval=60)
+    await monitor.check("p")
+    await monitor.check("p")
+    assert provider.calls == 1
+    clock.advance(61)
+    await monitor.check("p")
+    assert provider.calls == 2
+
+
+async def test_concurrent_checks_share_one_probe() -> None:
+    """Many callers at once cause one probe, not one each."""
+    monitor, provider, _, _ = setup()
+    provider.gate = asyncio.Event()
+    waiters = [asyncio.create_task(monitor.check("p")) for _ in range(10)]
+    await asyncio.sleep(0)
+    provider.gate.set()
+    await asyncio.gather(*waiters)
+    assert provider.calls == 1
+
+
+async def test_maybe_probe_never_waits_on_a_stuck_probe() -> None:
+    """A message joins an in-flight probe only within its wait bound from the probe's start."""
+    monitor, provider, state, clock = setup()
+    state.breaker.force_open("down")
+    provider.gate = asyncio.Event()  # the probe hangs until released
+    first = asyncio.create_task(monitor.maybe_probe("p", wait=0.05))
+    await asyncio.sleep(0)
+    clock.advance(1.0)  # the probe has now been in flight longer than the wait bound
+    await asyncio.wait_for(monitor.maybe_probe("p", wait=0.05), 5)  # returns without waiting
+    assert provider.calls == 1
+    provider.gate.set()
+    await first
+
+
+async def test_probe_not_repeated_before_spacing() -> None:
+    """While open, per-message probes respect the breaker's probe spacing."""
+    monitor, provider, state, clock = setup()
+    provider.healthy = False
+    await monitor.check("p", max_age=0)
+    assert not state.breaker.allows_traffic
+    await monitor.maybe_probe("p", wait=0.1)
+    assert provider.calls == 1  # not due yet
+    clock.advance(0.6)
+    await monitor.maybe_probe("p", wait=0.1)
+    assert provider.calls == 2
+
+
+async def test_background_loop_checks_without_traffic() -> None:
+    """The background task probes on its own: immediately, then every interval."""
+    monitor, provider, state, clock = setup(interval=60)
+    monitor.start()
+    try:
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert provider.calls == 1
+        provider.healthy = False
+        clock.advance(60)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert provider.calls == 2
+        assert not state.breaker.allows_traffic
+        provider.healthy = True
+        clock.advance(0.5)  # open: probed at probe_interval, not the full interval
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert provider.calls == 3
+    finally:
+        await monitor.stop()
