@@ -297,14 +297,11 @@ class UnifiedLLMInference:
         opts = parse_options(options)
         started = time.perf_counter()
         await self._probe_ahead_of_active()
-        order = self._attempt_order(opts.workload)
+        order, preferred = self._attempt_order(opts.workload)
         errors: list[ProviderError] = []
-        passed_over = False
         for name in order:
             st = self._states[name]
             provider = st.provider
-            if not st.usable and self._forced is None:
-                passed_over = True
             self.logger.debug("Using %s provider", provider.display_name)
             request = self._request_for(provider, msgs, opts)
             chunks = provider.stream(request).__aiter__()
@@ -319,9 +316,9 @@ class UnifiedLLMInference:
                 self._record_failure(st, exc)
                 errors.append(exc)
                 continue
-            fallback = bool(errors) or passed_over or (
-                name != order[0] and self._forced is None
-            )
+            # A fallback happened if anything the strategy preferred was down or failed.
+            ahead = preferred[: preferred.index(name)]
+            fallback = bool(errors) or any(not self._states[n].usable for n in ahead)
             if errors:
                 self._update_active("request")
             if name == "embedded" and fallback:
@@ -354,9 +351,10 @@ class UnifiedLLMInference:
                 return
             await self.monitor.maybe_probe(name, wait)
 
-    def _attempt_order(self, workload: str | None) -> list[str]:
+    def _attempt_order(self, workload: str | None) -> tuple[list[str], list[str]]:
+        """(the order to try, the strategy's own order before open circuits moved back)."""
         if self._forced is not None:
-            return [self._forced]
+            return [self._forced], [self._forced]
         usable = frozenset(n for n, st in self._states.items() if st.usable)
         ctx = RouteContext(
             available=usable,
@@ -366,7 +364,8 @@ class UnifiedLLMInference:
         )
         ordered = self.strategy.order(self.chain, ctx)
         # Providers whose circuit is open go last: a last resort, never skipped entirely.
-        return [n for n in ordered if n in usable] + [n for n in ordered if n not in usable]
+        attempts = [n for n in ordered if n in usable] + [n for n in ordered if n not in usable]
+        return attempts, ordered
 
     def _request_for(
         self, provider: Provider, msgs: list[dict[str, Any]], opts: ChatOptions,
