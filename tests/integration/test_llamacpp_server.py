@@ -22,9 +22,9 @@ import pytest
 
 pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server] (the dev extra)")
 
-from src.llm.inference import UnifiedLLMInference  # noqa: E402
-from src.llm.providers.gguf import resolve_model_file  # noqa: E402
-from tests.fakes.launcher import free_port  # noqa: E402
+from src.llm.inference import UnifiedLLMInference
+from src.llm.providers.gguf import resolve_model_file
+from tests.fakes.launcher import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     model = resolve_model_file(None, None)
     port = free_port()
     log_path = tmp_path_factory.mktemp("llama") / "server.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed in teardown
+    log = open(log_path, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
          "--host", "127.0.0.1", "--port", str(port), "--chat_format", "vicuna",
