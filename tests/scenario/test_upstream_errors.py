@@ -1,0 +1,200 @@
+"""Every way an upstream can fail before the first token, and what DEMI makes of it.
+
+Failures of the provider fail over; the caller's own bad request (400) does not. LM Studio's
+model choice and both of its error shapes are pinned here too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from src.llm import AllProvidersFailed, ProviderBusy, RequestError
+from tests.conftest import (
+    HI,
+    LMSTUDIO_CHAT,
+    LMSTUDIO_REPLY,
+    OLLAMA_CHAT,
+    OLLAMA_REPLY,
+    LogCapture,
+    MakeLLM,
+    count,
+    dead_url,
+    paths,
+)
+from tests.fakes.fixtures import FakeServerFactory
+from tests.fakes.launcher import FakeServer
+
+pytestmark = pytest.mark.timeout(60)
+
+LMS_MODEL = "qwen2.5-7b-instruct"
+NO_MODELS = "No models loaded. Please load a model"
+
+
+async def test_missing_ollama_model_is_unhealthy_and_names_ollama_pull(
+    make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer, log: LogCapture
+) -> None:
+    """Ollama without the configured model → unhealthy, reason names model and `ollama pull`."""
+    fake_ollama.control(models=[])
+    async with make_llm() as llm:
+        health = await llm.health()
+        result = await llm.chat_detailed(HI)
+    ollama = health["ollama"]
+    assert ollama["healthy"] is False and ollama["model_present"] is False
+    assert "llama3.2:1b" in ollama["last_error"] and "ollama pull" in ollama["last_error"]
+    assert (result.provider, result.text) == ("lmstudio", LMSTUDIO_REPLY)
+    assert count(fake_ollama, OLLAMA_CHAT) == 0
+    assert "[INFO] Ollama unavailable, switched to LMStudio provider" in log.lines
+
+
+FAILURES: list[Any] = [
+    pytest.param({"mode": "status", "status": 404}, "not found (run: ollama pull", id="404-model"),
+    pytest.param({"mode": "status", "status": 500}, "HTTP 500", id="500"),
+    pytest.param({"mode": "status", "status": 503}, "busy (503)", id="503-busy"),
+    pytest.param({"mode": "status", "status": 429, "retry_after": 7}, "busy (429)", id="429"),
+    pytest.param({"mode": "midstream_error", "after_chunks": 0}, "error in the middle",
+                 id="error-line-before-text"),
+    pytest.param({"mode": "malformed", "after_chunks": 0}, "malformed", id="malformed-json"),
+    pytest.param({"mode": "cut", "after_chunks": 0}, "connection closed", id="cut-before-text"),
+]
+
+
+@pytest.mark.parametrize(("behaviour", "reason"), FAILURES)
+async def test_ollama_failure_before_first_text_fails_over(
+    behaviour: dict[str, Any], reason: str, make_llm: MakeLLM, fake_ollama: FakeServer,
+    fake_lmstudio: FakeServer, log: LogCapture,
+) -> None:
+    """An Ollama failure before any text → LM Studio answers, the reason is logged and reported."""
+    fake_ollama.control(**behaviour)
+    async with make_llm() as llm:
+        result = await llm.chat_detailed(HI)
+    assert (result.provider, result.text, result.fallback_used) == (
+        "lmstudio", LMSTUDIO_REPLY, True,
+    )
+    assert len(result.attempts) == 1 and result.attempts[0][0] == "ollama"
+    assert reason in result.attempts[0][1]
+    assert count(fake_ollama, OLLAMA_CHAT) == 1
+    warnings = log.containing("[WARNING] Ollama inference failed: ")
+    assert len(warnings) == 1 and reason in warnings[0]
+
+
+async def test_caller_400_raises_request_error_without_failover(
+    make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer, log: LogCapture
+) -> None:
+    """Ollama 400 (the caller's own bad request) → RequestError; no failover, breaker closed."""
+    fake_ollama.control(mode="status", status=400)
+    async with make_llm() as llm:
+        with pytest.raises(RequestError) as info:
+            await llm.chat(HI)
+        status = llm.provider_status("ollama")
+        active = llm.active_provider
+        fake_ollama.control(mode="ok")
+        after = await llm.chat_detailed(HI)
+    assert not isinstance(info.value, AllProvidersFailed)
+    assert "invalid request" in str(info.value)
+    assert status["circuit"] == "closed" and status["stats"]["failures"] == 0
+    assert status["stats"]["caller_errors"] == 1
+    assert active == "ollama"
+    assert (after.provider, after.text) == ("ollama", OLLAMA_REPLY)
+    assert count(fake_lmstudio, LMSTUDIO_CHAT) == 0
+    assert not log.containing("inference failed")
+
+
+async def test_lmstudio_caller_400_is_not_retried_on_ollama(
+    make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer
+) -> None:
+    """LM Studio as primary answering 400 for a bad request → RequestError, Ollama not asked."""
+    fake_lmstudio.control(mode="status", status=400, message="'temperature' must be <= 2")
+    async with make_llm(provider="lmstudio") as llm:
+        with pytest.raises(RequestError, match="temperature"):
+            await llm.chat(HI)
+        assert llm.provider_status("lmstudio")["circuit"] == "closed"
+    assert count(fake_ollama, OLLAMA_CHAT) == 0
+
+
+async def test_lmstudio_429_retry_after_fails_over_and_is_reported(
+    make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer
+) -> None:
+    """LM Studio 429 + Retry-After: fails over to Ollama; pinned, the error has retry_after."""
+    fake_lmstudio.control(mode="status", status=429, retry_after=7)
+    async with make_llm(provider="lmstudio") as llm:
+        result = await llm.chat_detailed(HI)
+        llm.force_provider("lmstudio")
+        with pytest.raises(AllProvidersFailed) as info:
+            await llm.chat(HI)
+    assert result.provider == "ollama" and "busy (429)" in result.attempts[0][1]
+    (error,) = info.value.errors
+    assert isinstance(error, ProviderBusy) and error.retry_after == 7.0
+
+
+async def test_lmstudio_without_configured_model_uses_the_loaded_one(
+    make_llm: MakeLLM, fake_lmstudio: FakeServer
+) -> None:
+    """No llm.lmstudio.model: the chat names the model LM Studio has loaded, not the first one."""
+    # jit: /v1/models lists every downloaded model, the loaded one last.
+    fake_lmstudio.control(models=["alpha-7b-instruct", "beta-3b-instruct"],
+                          loaded=["beta-3b-instruct"], jit=True)
+    async with make_llm(dead_url()) as llm:  # Ollama down: the real fallback path
+        result = await llm.chat_detailed(HI)
+    (chat,) = paths(fake_lmstudio, LMSTUDIO_CHAT)
+    assert chat["json"]["model"] == "beta-3b-instruct"
+    assert (result.provider, result.model) == ("lmstudio", "beta-3b-instruct")
+
+
+async def test_lmstudio_loaded_model_from_command_line(
+    make_llm: MakeLLM, fake_server_factory: FakeServerFactory, fake_ollama: FakeServer
+) -> None:
+    """An LM Studio started with --loaded serves DEMI's request with that model."""
+    lmstudio = fake_server_factory(
+        "lmstudio",
+        args=["--model", "a-model", "--model", "b-model", "--loaded", "b-model", "--jit"],
+    )
+    async with make_llm(fake_ollama, lmstudio) as llm:
+        llm.force_provider("lmstudio")
+        await llm.chat(HI)
+    (chat,) = paths(lmstudio, LMSTUDIO_CHAT)
+    assert chat["json"]["model"] == "b-model"
+
+
+async def test_lmstudio_configured_model_is_sent(
+    make_llm: MakeLLM, fake_lmstudio: FakeServer
+) -> None:
+    """A configured llm.lmstudio.model is the model the chat request names."""
+    fake_lmstudio.control(models=["mine", LMS_MODEL], loaded=["mine", LMS_MODEL])
+    async with make_llm(dead_url(), lmstudio={"model": "mine"}) as llm:
+        await llm.chat(HI)
+    (chat,) = paths(fake_lmstudio, LMSTUDIO_CHAT)
+    assert chat["json"]["model"] == "mine"
+
+
+@pytest.mark.parametrize("shape", ["string", "object"])
+async def test_lmstudio_error_shapes_map_to_clear_reasons(
+    shape: str, make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer
+) -> None:
+    """Both `{"error": "text"}` and `{"error": {"message": ...}}` become 'HTTP 500: text'."""
+    fake_lmstudio.control(mode="status", status=500, message="GPU fell off the bus",
+                          error_shape=shape)
+    async with make_llm() as llm:
+        llm.force_provider("lmstudio")
+        with pytest.raises(AllProvidersFailed) as info:
+            await llm.chat(HI)
+    (error,) = info.value.errors
+    assert error.reason == "HTTP 500: GPU fell off the bus"
+    assert "pinned with force_provider" in str(info.value)
+    assert "LMStudio: HTTP 500: GPU fell off the bus" in str(info.value)
+
+
+@pytest.mark.parametrize("shape", ["string", "object"])
+async def test_lmstudio_no_models_loaded_in_either_shape_fails_over(
+    shape: str, make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer
+) -> None:
+    """LM Studio's 400 'No models loaded' (either shape) is a provider problem: it fails over."""
+    async with make_llm(provider="lmstudio") as llm:
+        fake_lmstudio.control(loaded=[], error_shape=shape)  # unloaded after DEMI started
+        result = await llm.chat_detailed(HI)
+    assert (result.provider, result.text) == ("ollama", OLLAMA_REPLY)
+    ((name, reason),) = result.attempts
+    assert name == "lmstudio"
+    assert NO_MODELS in reason and LMS_MODEL in reason
+    assert "{" not in reason  # the message, not a dict's repr
