@@ -129,3 +129,25 @@ async def test_reported_prompt_size_calibrates_the_estimate(
     assert abs(after - target) < abs(before - target)
     assert after == pytest.approx(target, rel=0.05)
     assert abs(calibrated - reported) < abs(estimated - reported)
+
+
+async def test_each_provider_gets_the_conversation_fitted_to_its_own_window(
+    make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer
+) -> None:
+    """On failover the fallback gets the conversation fitted to its window, not the primary's."""
+    turns = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i:02d} " + "z" * 200}
+        for i in range(21)
+    ]
+    fake_ollama.control(mode="status", status=500)
+    async with make_llm(ollama={"context_window": 8192},
+                        lmstudio={"context_window": 512}) as llm:
+        result = await llm.chat_detailed([SYSTEM, *turns])
+    assert result.provider == "lmstudio"
+    (to_ollama,) = sent(fake_ollama)
+    (to_lmstudio,) = sent(fake_lmstudio, LMSTUDIO_CHAT)
+    assert to_ollama["messages"] == [SYSTEM, *turns]  # fits 8192: untouched
+    trimmed = to_lmstudio["messages"]
+    assert trimmed[0] == SYSTEM and trimmed[-1] == turns[-1]
+    assert len(trimmed) < len(turns) + 1
+    assert prompt_tokens_for_messages(trimmed) <= 512
