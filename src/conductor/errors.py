@@ -1,0 +1,136 @@
+"""HTTP errors in each protocol's own shape, and the middleware that guarantees one.
+
+A client must get an answer it can parse whatever went wrong, so every error leaving the
+conductor is built here:
+
+* ``/v1/*`` (OpenAI clients): ``{"error": {"message", "type", "param", "code"}}``;
+* everything else (Ollama clients, health, admin): ``{"error": "<text>"}``.
+
+Handlers raise :class:`ApiError`; the LLM layer's errors are translated into it in
+``relay.py``; aiohttp's own HTTP errors (404, 405, 413) and any unexpected exception are
+reshaped by :func:`from_exception`, which the app's middleware calls. No error becomes a
+500: an unexpected exception is a 503 (DEMI could not serve the request, the client may
+ask again) logged at ERROR without any message content.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+_DUMPS_KW: dict[str, Any] = {"separators": (",", ":")}
+JSON_TYPE = "application/json"
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+class ApiError(Exception):
+    """An HTTP error answer. ``param``/``code``/``type`` only show in the OpenAI shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        type: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.type = type or _OPENAI_TYPES.get(status, "server_error")
+        self.extra = extra
+
+
+def is_openai_path(path: str) -> bool:
+    """Whether errors for ``path`` use the OpenAI shape."""
+    return path.startswith("/v1/") or path == "/v1"
+
+
+def openai_error_body(exc: ApiError) -> dict[str, Any]:
+    """``{"error": {...}}`` exactly as the OpenAI API (and the ``openai`` client) expects."""
+    return {"error": {"message": exc.message, "type": exc.type, "param": exc.param,
+                      "code": exc.code}}
+
+
+def simple_error_body(exc: ApiError) -> dict[str, Any]:
+    """Ollama's shape, ``{"error": "<text>"}``, plus any extra fields (admin uses them)."""
+    body: dict[str, Any] = {"error": exc.message}
+    if exc.extra:
+        body.update(exc.extra)
+    return body
+
+
+def error_response(exc: ApiError, path: str) -> web.Response:
+    """The response for ``exc`` in the shape the endpoint at ``path`` speaks."""
+    body = openai_error_body(exc) if is_openai_path(path) else simple_error_body(exc)
+    return web.Response(
+        status=exc.status, text=json.dumps(body, **_DUMPS_KW), content_type=JSON_TYPE
+    )
+
+
+def _from_http_exception(exc: web.HTTPException, request: web.Request) -> ApiError:
+    """Reword aiohttp's plain-text errors so they say what is wrong and what to do."""
+    status = exc.status
+    if status == 404:
+        return ApiError(404, f"no such endpoint: {request.method} {request.path}",
+                        code="not_found")
+    if status == 405:
+        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
+        return ApiError(405, f"method {request.method} is not allowed on {request.path}"
+                        + (f"; use {allowed}" if allowed else ""), code="method_not_allowed")
+    if status == 413:
+        return body_too_large(request.app[MAX_BODY_KEY])
+    return ApiError(status, exc.reason or "request failed")
+
+
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        f"request body is larger than the {limit} bytes allowed "
+        "(conductor.max_body_bytes): send a shorter conversation",
+        code="request_too_large",
+    )
+
+
+MAX_BODY_KEY: web.AppKey[int] = web.AppKey("demi_max_body", int)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+"""What an aiohttp middleware receives as ``handler``."""
+
+
+def from_exception(exc: Exception, request: web.Request, logger: logging.Logger) -> ApiError:
+    """The answer for an exception a handler let escape (ApiError is handled before this)."""
+    if isinstance(exc, web.HTTPException) and exc.status >= 400:
+        return _from_http_exception(exc, request)
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        # The client went away; this answer is only written if it is still there.
+        logger.debug("Client went away during %s %s", request.method, request.path)
+        return ApiError(503, "the connection was reset", code="connection_reset")
+    # Never the exception's text or a traceback at ERROR: either may quote a message.
+    logger.error(
+        "Unexpected %s while serving %s %s", type(exc).__name__, request.method, request.path
+    )
+    logger.debug("Traceback of the unexpected error", exc_info=exc)
+    return ApiError(
+        503,
+        f"DEMI hit an internal error ({type(exc).__name__}) while serving this request; "
+        "it keeps running. Try again, and report it if it repeats.",
+        code="internal_error",
+    )

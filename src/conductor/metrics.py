@@ -1,0 +1,182 @@
+"""Prometheus metrics for one conductor app, in its own ``CollectorRegistry``.
+
+One registry per app (never prometheus-client's global one) so tests can build many apps
+in one process. The hot path pays a dict lookup and an ``inc``/``observe``: label children
+are cached here instead of going through ``labels()`` (which validates and locks) on every
+request. Breaker states and the in-flight count are read only when ``/metrics`` is scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from src.llm.errors import (
+    EmbeddedModelLoading,
+    ModelNotFound,
+    ProviderBusy,
+    ProviderError,
+    ProviderResponseError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                   120.0)
+CIRCUIT_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+
+_REASON_CLASSES: tuple[tuple[type[ProviderError], str], ...] = (
+    (EmbeddedModelLoading, "loading"),
+    (ProviderUnavailable, "unavailable"),
+    (ProviderTimeout, "timeout"),
+    (ProviderBusy, "busy"),
+    (ModelNotFound, "model_not_found"),
+    (ProviderResponseError, "bad_response"),
+)
+_REASON_WORDS: tuple[tuple[str, str], ...] = (
+    ("loading", "loading"),
+    ("refused", "unavailable"),
+    ("unreachable", "unavailable"),
+    ("not found", "model_not_found"),
+    ("not available", "model_not_found"),
+    ("no model", "model_not_found"),
+    ("timed out", "timeout"),
+    ("no first token", "timeout"),
+    ("no data for", "timeout"),
+    ("busy", "busy"),
+)
+
+
+def reason_class(error: ProviderError | str) -> str:
+    """A small, fixed label set for why a provider failed (label cardinality stays bounded).
+
+    ``ReplyStream.attempts`` carries only reason texts, so those are classified by wording.
+    """
+    if isinstance(error, ProviderError):
+        for cls, label in _REASON_CLASSES:
+            if isinstance(error, cls):
+                return label
+        return "error"
+    lowered = error.lower()
+    for word, label in _REASON_WORDS:
+        if word in lowered:
+            return label
+    return "error"
+
+
+class _StateCollector(Collector):
+    """Scrape-time gauges: circuit state per provider and requests in flight."""
+
+    def __init__(
+        self,
+        circuits: Callable[[], Iterable[tuple[str, str]]],
+        in_flight: Callable[[], int],
+    ) -> None:
+        self._circuits = circuits
+        self._in_flight = in_flight
+
+    def collect(self) -> Iterator[Metric]:
+        circuit = GaugeMetricFamily(
+            "demi_provider_circuit_state",
+            "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open",
+            labels=["provider"],
+        )
+        for name, state in self._circuits():
+            circuit.add_metric([name], CIRCUIT_VALUES.get(state, 2.0))
+        yield circuit
+        yield GaugeMetricFamily(
+            "demi_in_flight_requests", "HTTP requests being served now", value=self._in_flight()
+        )
+
+
+class Metrics:
+    """The conductor's counters and histograms, with cached label children."""
+
+    def __init__(
+        self,
+        circuits: Callable[[], Iterable[tuple[str, str]]],
+        in_flight: Callable[[], int],
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "demi_http_requests", "HTTP requests by endpoint, serving provider and status",
+            ["endpoint", "provider", "status"], registry=self.registry,
+        )
+        self._fallbacks = Counter(
+            "demi_fallbacks", "Replies served by a provider other than the preferred one",
+            ["provider"], registry=self.registry,
+        )
+        self._failures = Counter(
+            "demi_provider_failures", "Provider failures seen while serving requests",
+            ["provider", "reason"], registry=self.registry,
+        )
+        self._exhausted = Counter(
+            "demi_all_providers_failed", "Requests that no provider could serve",
+            registry=self.registry,
+        )
+        self._interrupted = Counter(
+            "demi_stream_interruptions", "Replies that broke after text was sent",
+            ["provider"], registry=self.registry,
+        )
+        self._ttft = Histogram(
+            "demi_time_to_first_token_seconds",
+            "Seconds from the request to the first text, failover included",
+            ["provider"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self._latency = Histogram(
+            "demi_request_duration_seconds", "Seconds from the request to the last byte",
+            ["provider"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.registry.register(_StateCollector(circuits, in_flight))
+        self._children: dict[Any, Any] = {}
+        self._request_children: dict[tuple[str, str, int], Any] = {}
+
+    def _child(self, metric: Any, key: tuple[str, ...]) -> Any:
+        cache_key = (id(metric), *key)
+        child = self._children.get(cache_key)
+        if child is None:
+            child = self._children[cache_key] = metric.labels(*key)
+        return child
+
+    # -- hot path ----------------------------------------------------------------------
+    def request(self, endpoint: str, provider: str, status: int) -> None:
+        key = (endpoint, provider, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self._requests.labels(
+                endpoint, provider, str(status)
+            )
+        child.inc()
+
+    def reply_opened(
+        self, provider: str, fallback: bool, ttft: float | None,
+        attempts: tuple[tuple[str, str], ...],
+    ) -> None:
+        if fallback:
+            self._child(self._fallbacks, (provider,)).inc()
+        for name, reason in attempts:
+            self._child(self._failures, (name, reason_class(reason))).inc()
+        if ttft is not None:
+            self._child(self._ttft, (provider,)).observe(ttft)
+
+    def reply_finished(self, provider: str, seconds: float) -> None:
+        self._child(self._latency, (provider,)).observe(seconds)
+
+    # -- failures ----------------------------------------------------------------------
+    def all_failed(self, errors: Iterable[ProviderError]) -> None:
+        self._exhausted.inc()
+        for err in errors:
+            self._child(self._failures, (err.provider, reason_class(err))).inc()
+
+    def interrupted(self, provider: str, cause: BaseException | None) -> None:
+        self._child(self._interrupted, (provider,)).inc()
+        reason = reason_class(cause) if isinstance(cause, ProviderError) else "bad_response"
+        self._child(self._failures, (provider, reason)).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
