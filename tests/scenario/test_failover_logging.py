@@ -114,7 +114,7 @@ async def test_slow_fallback_still_logs_request_caused_switch(
     async with make_llm(ollama) as llm:
         await llm.chat(HI)
         ollama.kill()
-        fake_lmstudio.control(first_token_delay=1.0)  # e.g. LM Studio loading its model
+        fake_lmstudio.control(first_token_delay=2.0)  # e.g. LM Studio loading its model
         result = await llm.chat_detailed(HI)
     assert result.provider == "lmstudio"
     lines = log.lines

@@ -9,6 +9,7 @@ import asyncio
 
 import pytest
 
+from src.llm import AllProvidersFailed
 from src.llm.clock import ManualClock
 from tests.conftest import (
     HI,
@@ -72,9 +73,36 @@ async def test_hung_health_probe_at_start_is_bounded_by_health_timeout(
     """A start-up check of a hung Ollama gives up at health_check_timeout and starts in fallback."""
     fake_ollama.control(mode="hang", routes="health")
     async with asyncio.timeout(30):
-        async with make_llm(health_check_timeout=0.5, probe_interval=60) as llm:
+        async with make_llm(health_check_timeout=1.0, probe_interval=60) as llm:
             assert llm.active_provider == "lmstudio"
             status = llm.provider_status("ollama")
             result = await llm.chat_detailed(HI)
     assert status["healthy"] is False and "timed out" in status["last_error"]
     assert result.provider == "lmstudio"
+
+
+async def test_slow_first_token_within_bound_is_not_a_failure(
+    make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer, log: LogCapture
+) -> None:
+    """A cold model load (late first token, inside the bound) is waited for, not failed over."""
+    fake_ollama.control(first_token_delay=0.5)
+    async with make_llm(ollama={"timeout": 10.0}) as llm:
+        result = await llm.chat_detailed(HI)
+    assert (result.provider, result.attempts) == ("ollama", ())
+    assert not log.containing("inference failed")
+
+
+async def test_both_hung_fail_with_both_first_token_reasons(
+    make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer
+) -> None:
+    """Both providers silent → 'Both ... failed' naming each provider's first-token bound."""
+    fake_ollama.control(mode="hang")
+    fake_lmstudio.control(mode="hang")
+    async with make_llm(ollama={"timeout": 1.0}, lmstudio={"timeout": 1.0}) as llm:
+        async with asyncio.timeout(30):
+            with pytest.raises(AllProvidersFailed) as info:
+                await llm.chat(HI)
+    message = str(info.value)
+    assert message.startswith("Both Ollama and LMStudio providers failed")
+    assert "Ollama: no first token within 1s" in message
+    assert "LMStudio: no first token within 1s" in message

@@ -151,3 +151,19 @@ async def test_each_provider_gets_the_conversation_fitted_to_its_own_window(
     assert trimmed[0] == SYSTEM and trimmed[-1] == turns[-1]
     assert len(trimmed) < len(turns) + 1
     assert prompt_tokens_for_messages(trimmed) <= 512
+
+
+async def test_stop_and_extra_sampling_options_pass_through(
+    make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer
+) -> None:
+    """stop= and unknown sampling options (top_p, seed) reach both providers' request bodies."""
+    async with make_llm() as llm:
+        await llm.chat(HI, stop="USER:", top_p=0.5, seed=7)
+        llm.force_provider("lmstudio")
+        await llm.chat(HI, stop=["USER:"], top_p=0.5, seed=7)
+    (ollama_body,) = sent(fake_ollama)
+    (lmstudio_body,) = sent(fake_lmstudio, LMSTUDIO_CHAT)
+    assert ollama_body["options"]["stop"] == ["USER:"]
+    assert (ollama_body["options"]["top_p"], ollama_body["options"]["seed"]) == (0.5, 7)
+    assert lmstudio_body["stop"] == ["USER:"]
+    assert (lmstudio_body["top_p"], lmstudio_body["seed"]) == (0.5, 7)

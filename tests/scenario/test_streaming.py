@@ -114,3 +114,30 @@ async def test_next_message_after_interrupted_stream_goes_to_fallback_whole(
     )
     assert count(fake_ollama, OLLAMA_CHAT) == 1
     assert log.containing("[WARNING] Ollama inference failed: connection closed")
+
+
+async def test_stream_stalled_mid_reply_is_interrupted_at_idle_bound(
+    make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer
+) -> None:
+    """Ollama goes silent after two chunks → StreamInterrupted at read_idle_timeout, no splice."""
+    fake_ollama.control(mode="hang", after_chunks=2)
+    received: list[str] = []
+    async with make_llm(read_idle_timeout=0.5) as llm:
+        async with asyncio.timeout(30):
+            with pytest.raises(StreamInterrupted) as info:
+                async for piece in llm.stream_chat(HI):
+                    received.append(piece)
+    assert "".join(received) == PARTIAL
+    assert "no data for 0.5s" in str(info.value)
+    assert count(fake_lmstudio, LMSTUDIO_CHAT) == 0
+
+
+async def test_slow_chunks_within_idle_bound_are_not_a_failure(
+    make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer
+) -> None:
+    """Chunks that keep coming, however slowly, within read_idle_timeout make a whole reply."""
+    fake_ollama.control(chunk_delay=0.1)
+    async with make_llm(read_idle_timeout=3.0) as llm:
+        pieces = [piece async for piece in llm.stream_chat(HI)]
+    assert pieces == ["Hello", " from", " fake-ollama."]
+    assert count(fake_lmstudio, LMSTUDIO_CHAT) == 0

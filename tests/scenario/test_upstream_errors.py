@@ -225,3 +225,25 @@ async def test_retry_after_keeps_chats_away_until_it_elapses(
         later = await llm.chat_detailed(HI)
     assert first.provider == "ollama" and later.provider == "ollama"
     assert count(fake_lmstudio, LMSTUDIO_CHAT) == 1  # only the request that got the 429
+
+
+@pytest.mark.parametrize(
+    ("messages", "options"),
+    [
+        pytest.param([], {}, id="no-messages"),
+        pytest.param([{"role": "wizard", "content": "hi"}], {}, id="bad-role"),
+        pytest.param(HI, {"temperature": 5}, id="temperature-out-of-range"),
+        pytest.param(HI, {"max_tokens": 0}, id="max-tokens-zero"),
+    ],
+)
+async def test_bad_caller_input_never_reaches_a_provider(
+    messages: Any, options: dict[str, Any], make_llm: MakeLLM, fake_ollama: FakeServer,
+    fake_lmstudio: FakeServer,
+) -> None:
+    """Input DEMI can reject itself raises RequestError before any upstream chat request."""
+    async with make_llm() as llm:
+        with pytest.raises(RequestError):
+            await llm.chat(messages, **options)
+        circuits = {n: llm.provider_status(n)["circuit"] for n in ("ollama", "lmstudio")}
+    assert circuits == {"ollama": "closed", "lmstudio": "closed"}
+    assert count(fake_ollama, OLLAMA_CHAT) == 0 and count(fake_lmstudio, LMSTUDIO_CHAT) == 0
