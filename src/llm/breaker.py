@@ -60,6 +60,7 @@ class CircuitBreaker:
         self.trips = 0
         self.opened_at: float | None = None
         self.closed_at: float | None = None
+        self.hold_until: float | None = None
         self.last_reason: str | None = None
 
     @property
@@ -70,10 +71,19 @@ class CircuitBreaker:
         """Seconds between probes while not closed: doubles per consecutive trip."""
         return min(self.backoff_max, self.probe_interval * (2 ** max(0, self.trips - 1)))
 
+    def next_probe_at(self, last_probe: float) -> float:
+        """When a provider last probed at ``last_probe`` may be probed again."""
+        return max(last_probe + self.probe_spacing(), self.hold_until or 0.0)
+
+    @property
+    def held(self) -> bool:
+        """True while a server's Retry-After keeps it closed to traffic whatever probes say."""
+        return self.hold_until is not None and self._clock.now() < self.hold_until
+
     def record_success(self) -> None:
-        """A request or probe succeeded."""
+        """A request or probe succeeded (ignored while a Retry-After hold lasts)."""
         self.failures = 0
-        if self.state is BreakerState.CLOSED:
+        if self.state is BreakerState.CLOSED or self.held:
             return
         self.successes += 1
         if self.successes >= self.recovery_successes:
@@ -81,10 +91,16 @@ class CircuitBreaker:
         elif self.state is BreakerState.OPEN:
             self._move(BreakerState.HALF_OPEN, "probe succeeded")
 
-    def record_failure(self, reason: str) -> None:
-        """A request or probe failed for a reason that counts against health."""
+    def record_failure(self, reason: str, *, hold: float | None = None) -> None:
+        """A request or probe failed for a reason that counts against health.
+
+        ``hold`` is the server's Retry-After in seconds: the circuit stays open at least
+        that long, because a busy server's model list still answers while its chats do not.
+        """
         self.last_reason = reason
         self.successes = 0
+        if hold:
+            self.hold_until = max(self.hold_until or 0.0, self._clock.now() + hold)
         if self.state is BreakerState.CLOSED:
             self.failures += 1
             if self.failures >= self.failure_threshold:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from typing import Protocol
 
 
@@ -21,7 +22,7 @@ class Clock(Protocol):
         """Unix time, for showing people when something happened."""
         ...
 
-    async def sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> Awaitable[None]:
         ...
 
 
@@ -51,13 +52,18 @@ class ManualClock:
     def wall(self) -> float:
         return 1_700_000_000.0 + self._now
 
-    async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
+    def sleep(self, seconds: float) -> asyncio.Future[None]:
+        """Register the deadline now (not when the awaiting task first runs), then wait.
+
+        A plain ``async def`` would anchor the deadline only once the task starts, so an
+        ``advance()`` in between would be lost and the sleeper would oversleep.
+        """
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sleepers.append((self._now + seconds, fut))
-        await fut
+        if seconds <= 0:
+            fut.set_result(None)
+        else:
+            self._sleepers.append((self._now + seconds, fut))
+        return fut
 
     def advance(self, seconds: float) -> None:
         """Move time forward and wake every sleeper whose deadline has passed."""

@@ -121,7 +121,7 @@ class HealthMonitor:
         if st.breaker.allows_traffic:
             return st.checked_at + self._interval()
         last = max(st.checked_at, st.probe_started or st.checked_at)
-        return last + st.breaker.probe_spacing()
+        return st.breaker.next_probe_at(last)
 
     async def maybe_probe(self, name: str, wait: float) -> None:
         """Probe ``name`` if due, and wait for the probe at most ``wait`` seconds from its start.

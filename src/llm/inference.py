@@ -134,7 +134,11 @@ class UnifiedLLMInference:
 
     # -- lifecycle ---------------------------------------------------------------------
     async def __aenter__(self) -> UnifiedLLMInference:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()  # sessions opened by the start-up checks must not leak
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -150,18 +154,18 @@ class UnifiedLLMInference:
         await self.monitor.check_all(max_age=0)
         self._initial_check_done = True
         self._active = self._compute_active()
-        if self._active == self.primary:
-            self.logger.info("Using %s provider", self.display(self.primary))
-        elif self._states[self._active].usable:
-            self.logger.info(
-                "%s unavailable, switched to %s provider",
-                self.display(self.primary), self.display(self._active),
-            )
-        else:
+        if not self._states[self._active].usable:
             reasons = "; ".join(
                 f"{n}: {st.last_error or 'not ready'}" for n, st in self._states.items()
             )
             self.logger.warning("No LLM provider is reachable yet (%s)", reasons)
+        elif self._active == self.primary:
+            self.logger.info("Using %s provider", self.display(self.primary))
+        else:
+            self.logger.info(
+                "%s unavailable, switched to %s provider",
+                self.display(self.primary), self.display(self._active),
+            )
         self.monitor.start()
 
     async def close(self) -> None:
@@ -315,12 +319,15 @@ class UnifiedLLMInference:
                 await _aclose(chunks)
                 self._record_failure(st, exc)
                 errors.append(exc)
+                # Say why traffic moves now, before a health probe can report it first.
+                self._update_active("request")
                 continue
+            except BaseException:
+                await _aclose(chunks)  # cancelled while waiting: release the connection now
+                raise
             # A fallback happened if anything the strategy preferred was down or failed.
             ahead = preferred[: preferred.index(name)]
             fallback = bool(errors) or any(not self._states[n].usable for n in ahead)
-            if errors:
-                self._update_active("request")
             if name == "embedded" and fallback:
                 self.logger.warning(
                     "%s failed; the embedded model is answering", self._failed_summary(order)
@@ -331,6 +338,7 @@ class UnifiedLLMInference:
                 model=provider.resolved_model(request),
                 fallback_used=fallback,
                 attempts=tuple((e.provider, e.reason) for e in errors),
+                errors=tuple(errors),
                 first=first,
                 rest=chunks,
                 started=started,
@@ -403,7 +411,7 @@ class UnifiedLLMInference:
         self.logger.warning("%s inference failed: %s", st.provider.display_name, exc.reason)
         if exc.counts_against_health:
             st.stats.record_failure()
-            st.breaker.record_failure(exc.reason)
+            st.breaker.record_failure(exc.reason, hold=getattr(exc, "retry_after", None))
         self.status.record_failure(st.provider.name, exc.reason)
 
     def _finish(
@@ -415,7 +423,10 @@ class UnifiedLLMInference:
             self._update_active("request")
             return
         assert final is not None
+        before = st.breaker.state
         st.breaker.record_success()
+        if st.breaker.state is not before:
+            self._update_active("request")
         latency = time.perf_counter() - reply.started
         st.stats.record_success(
             latency, reply.time_to_first_token, final.prompt_tokens,

@@ -30,6 +30,7 @@ class ReplyStream:
         fallback_used: bool,
         attempts: tuple[tuple[str, str], ...],
         first: ChatChunk,
+        errors: tuple[ProviderError, ...] = (),
         rest: AsyncIterator[ChatChunk],
         started: float,
         first_at: float,
@@ -40,6 +41,8 @@ class ReplyStream:
         self.model = model
         self.fallback_used = fallback_used
         self.attempts = attempts
+        self.errors = errors
+        """The failures (typed) of the providers tried before this one."""
         self.started = started
         self.time_to_first_token = (first_at - started) if first.text else None
         self._first: ChatChunk | None = first

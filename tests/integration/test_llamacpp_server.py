@@ -39,10 +39,30 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log_path = tmp_path_factory.mktemp("llama") / "server.log"
     log = open(log_path, "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
-         "--host", "127.0.0.1", "--port", str(port), "--chat_format", "vicuna",
-         "--model_alias", ALIAS, "--n_ctx", "1024", "--n_threads", "1", "--verbose", "False"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--chat_format",
+            "vicuna",
+            "--model_alias",
+            ALIAS,
+            "--n_ctx",
+            "1024",
+            "--n_threads",
+            "1",
+            "--verbose",
+            "False",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -71,11 +91,13 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def config(lmstudio_url: str) -> dict[str, object]:
-    return {"llm": {
-        "ollama": {"base_url": f"http://127.0.0.1:{free_port()}"},
-        "lmstudio": {"base_url": lmstudio_url, "timeout": 60},
-        "embedded": {"enabled": False},
-    }}
+    return {
+        "llm": {
+            "ollama": {"base_url": f"http://127.0.0.1:{free_port()}"},
+            "lmstudio": {"base_url": lmstudio_url, "timeout": 60},
+            "embedded": {"enabled": False},
+        }
+    }
 
 
 async def test_fails_over_to_real_engine(llama_server: str) -> None:
@@ -83,7 +105,9 @@ async def test_fails_over_to_real_engine(llama_server: str) -> None:
     async with UnifiedLLMInference(config(llama_server), logging.getLogger("t")) as llm:
         assert llm.active_provider == "lmstudio"
         result = await llm.chat_detailed(
-            [{"role": "user", "content": "Say hello."}], max_tokens=16, stop=["USER:"],
+            [{"role": "user", "content": "Say hello."}],
+            max_tokens=16,
+            stop=["USER:"],
         )
     assert result.provider == "lmstudio"
     assert result.model == ALIAS
@@ -95,9 +119,11 @@ async def test_streams_real_tokens(llama_server: str) -> None:
     """A streamed reply from the real engine arrives as several chunks."""
     async with UnifiedLLMInference(config(llama_server), logging.getLogger("t")) as llm:
         chunks = [
-            c async for c in llm.stream_chat(
+            c
+            async for c in llm.stream_chat(
                 [{"role": "user", "content": "Tell me about the sea."}],
-                max_tokens=24, stop=["USER:"],
+                max_tokens=24,
+                stop=["USER:"],
             )
         ]
     assert len(chunks) >= 2

@@ -99,12 +99,6 @@ async def test_info_level_hides_per_request_debug_line(
     assert not [ln for ln in log.lines if ln.startswith("[DEBUG]")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: inference.py only logs/records the request-caused switch after the fallback "
-    "answers (_update_active('request') in open_stream); a health probe finishing meanwhile "
-    "logs 'Ollama unavailable, switched to LMStudio provider' instead",
-)
 async def test_slow_fallback_still_logs_request_caused_switch(
     make_llm: MakeLLM, fake_server_factory: FakeServerFactory, fake_lmstudio: FakeServer,
     log: LogCapture,

@@ -166,12 +166,6 @@ async def test_health_check_interval_matches_config(
         await custom.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ManualClock.sleep (src/llm/clock.py) anchors its deadline when the sleeping "
-    "task first runs, not when HealthMonitor._loop computed the delay; an advance() in that "
-    "window is lost and the monitor oversleeps",
-)
 async def test_manual_clock_sleep_started_before_advance_is_woken() -> None:
     """A clock.sleep() scheduled the way the monitor does it is woken by a covering advance()."""
     clock = ManualClock()
@@ -200,16 +194,10 @@ async def test_restart_while_idle_costs_the_next_message_nothing(
     assert not log.containing("inference failed")
 
 
-STALE_POOL_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: openai_compat.py stream() POSTs on a pooled keep-alive connection the server "
-    "already closed; aiohttp does not retry a POST, so a healthy restarted LM Studio fails the "
-    "next chat ('connection closed in the middle of the reply'); Ollama (httpx) is fine",
-)
 
 
 @pytest.mark.parametrize(
-    "restarted", ["ollama", pytest.param("lmstudio", marks=STALE_POOL_BUG)]
+    "restarted", ["ollama", "lmstudio"]
 )
 async def test_restart_unseen_by_a_busy_loop_costs_the_next_message_nothing(
     restarted: str, make_llm: MakeLLM, fake_server_factory: FakeServerFactory, log: LogCapture
@@ -226,11 +214,6 @@ async def test_restart_unseen_by_a_busy_loop_costs_the_next_message_nothing(
     assert not log.containing("inference failed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: inference.py _finish() closes a breaker on request success without calling "
-    "_update_active(), so active_provider (and the switch log) lag until the next health report",
-)
 async def test_active_provider_follows_a_breaker_closed_by_requests(
     make_llm: MakeLLM, fake_server_factory: FakeServerFactory, log: LogCapture
 ) -> None:
@@ -246,4 +229,4 @@ async def test_active_provider_follows_a_breaker_closed_by_requests(
     assert [r.provider for r in results] == ["lmstudio"] * 3
     assert results[-1].attempts == ()  # the last message went to LM Studio first...
     assert active == "lmstudio"  # ...so that is where new requests go
-    assert log.containing("switched to LMStudio provider")
+    assert log.containing("witched to LMStudio provider")  # either switch line

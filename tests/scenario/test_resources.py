@@ -110,11 +110,6 @@ async def test_async_with_closes_when_body_raises(
     assert leftover == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: UnifiedLLMInference.__aenter__ (src/llm/inference.py) does not close() when "
-    "start() raises or is cancelled, so the sessions opened by the start-up checks leak",
-)
 async def test_cancelled_startup_leaves_nothing_open(
     make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer
 ) -> None:

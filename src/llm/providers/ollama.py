@@ -115,7 +115,7 @@ class OllamaInference(Provider):
                     break
                 text = (part.message.content or "") if part.message is not None else ""
                 if part.done:
-                    yield ChatChunk(
+                    final = ChatChunk(
                         text=text,
                         done=True,
                         model=part.model or model,
@@ -123,6 +123,14 @@ class OllamaInference(Provider):
                         prompt_tokens=part.prompt_eval_count,
                         completion_tokens=part.eval_count,
                     )
+                    # Read to the end of the body so httpx returns the connection to its
+                    # pool; stopping at the done line would cost a new TCP connection per reply.
+                    while True:
+                        try:
+                            await clock.read(iterator.__anext__())
+                        except StopAsyncIteration:
+                            break
+                    yield final
                     return
                 if text:
                     clock.started = True

@@ -174,13 +174,7 @@ class OpenAICompatProvider(Provider):
         usage: dict[str, Any] | None = None
         served_model = model
         try:
-            response = await clock.read(
-                self._get_session().post(
-                    self.url + "/v1/chat/completions",
-                    data=json.dumps(self._payload(request, model)),
-                    headers=self._headers,
-                )
-            )
+            response = await self._post_chat(clock, json.dumps(self._payload(request, model)))
             resp = response
             if response.status >= 400:
                 body = await clock.read(response.read())
@@ -238,6 +232,27 @@ class OpenAICompatProvider(Provider):
             prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=usage.get("completion_tokens"),
         )
+
+    async def _post_chat(self, clock: ReplyClock, body: str) -> aiohttp.ClientResponse:
+        """POST the chat; retry once if a pooled keep-alive connection turns out dead.
+
+        aiohttp never retries a POST, and a server that restarted while DEMI was busy
+        leaves stale connections in the pool; failing the request for that would blame a
+        healthy server. The retry happens only when no response byte was received.
+        """
+        url = self.url + "/v1/chat/completions"
+        try:
+            return await clock.read(
+                self._get_session().post(url, data=body, headers=self._headers)
+            )
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                raise  # nothing is listening: not a stale connection
+            return await clock.read(
+                self._get_session().post(
+                    url, data=body, headers=self._headers,
+                )
+            )
 
     # -- errors ------------------------------------------------------------------------
     def _map_error(self, exc: BaseException) -> ProviderError:
