@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -32,6 +33,7 @@ from .metrics import CONTENT_TYPE as METRICS_TYPE
 from .state import ConductorState
 
 _OK = b'{"status":"ok"}'
+_STATUS_PAGE = (Path(__file__).parent / "static" / "status.html").read_bytes()
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -53,6 +55,7 @@ class AdminRoutes:
         app.router.add_get("/health", self.health)
         app.router.add_get("/health/ready", self.ready)
         app.router.add_get("/status", self.status)
+        app.router.add_get("/ui", self.page)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/admin/provider", self.get_provider)
         app.router.add_post("/admin/provider", self.set_provider)
@@ -103,6 +106,10 @@ class AdminRoutes:
             **history,
         }
         return _json(data)
+
+    async def page(self, request: web.Request) -> web.Response:
+        """The live status page: static HTML that polls ``/status`` every two seconds."""
+        return web.Response(body=_STATUS_PAGE, content_type="text/html", charset="utf-8")
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self.state.metrics.render(),

@@ -260,10 +260,12 @@ class UnifiedLLMInference:
             reason = f"{new_d} recovered"
             self.logger.info("%s recovered, switched back to %s provider", new_d, new_d)
         elif cause == "request":
-            reason = f"{old_d} inference failed"
+            why = self._states[old].last_error
+            reason = f"{old_d} inference failed" + (f": {why}" if why else "")
             self.logger.info("Switched to %s provider", new_d)
         else:
-            reason = f"{old_d} unavailable"
+            why = self._states[old].last_error
+            reason = f"{old_d} unavailable" + (f": {why}" if why else "")
             self.logger.info("%s unavailable, switched to %s provider", old_d, new_d)
         self.status.record_switch(old, new, reason)
 

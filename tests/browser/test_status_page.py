@@ -1,0 +1,98 @@
+"""The live status page, rendered by a real headless Chromium against a real conductor.
+
+Chromium runs the page's JavaScript (it fetches ``/status`` and draws the table); the test
+reads the DOM it produced. Needs Debian's ``chromium`` package, which ``.ci/run`` installs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from src.conductor.app import create_app
+from src.llm.inference import UnifiedLLMInference
+from tests.fakes.launcher import FakeServer
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs a headless Chromium (apt-get install chromium; .ci/run does)"
+)
+
+
+async def browser(url: str, tmp_path: Path, *extra: str) -> str:
+    """Load ``url`` in headless Chromium, let its scripts run, return the resulting DOM."""
+    assert CHROMIUM is not None
+    proc = await asyncio.create_subprocess_exec(
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=4000", *extra, url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 0, f"chromium exited with {proc.returncode}"
+    return out.decode()
+
+
+@pytest.fixture
+async def served(fake_ollama: FakeServer, fake_lmstudio: FakeServer,
+                 ) -> AsyncIterator[tuple[str, UnifiedLLMInference]]:
+    config = {"llm": {"ollama": {"base_url": fake_ollama.url},
+                      "lmstudio": {"base_url": fake_lmstudio.url},
+                      "embedded": {"enabled": False}}}
+    async with UnifiedLLMInference(config, logging.getLogger("browser")) as llm:
+        server = TestServer(create_app(llm, llm.config), host="127.0.0.1")
+        await server.start_server()
+        try:
+            yield str(server.make_url("/ui")), llm
+        finally:
+            await server.close()
+
+
+async def test_page_shows_providers_and_active(served: tuple[str, UnifiedLLMInference],
+                                               tmp_path: Path) -> None:
+    """The page lists every provider in the chain and marks Ollama active when all is well."""
+    url, _ = served
+    dom = await browser(url, tmp_path, "--dump-dom")
+    assert 'data-loaded="true"' in dom
+    assert 'data-provider="ollama"' in dom and 'data-provider="lmstudio"' in dom
+    assert "Ollama  ◀ active" in dom
+    assert "automatic (failover)" in dom
+
+
+async def test_page_follows_a_failover(served: tuple[str, UnifiedLLMInference],
+                                       fake_ollama: FakeServer, tmp_path: Path) -> None:
+    """After Ollama dies and a message fails over, the page shows LM Studio active and why."""
+    url, llm = served
+    fake_ollama.kill()
+    result = await llm.chat_detailed([{"role": "user", "content": "hi"}])
+    assert result.provider == "lmstudio"
+    dom = await browser(url, tmp_path, "--dump-dom")
+    assert "LMStudio  ◀ active" in dom
+    assert "Connection refused" in dom  # Ollama's reason, shown under its state
+    assert "Ollama inference failed" in dom  # the switch, with its reason
+
+
+async def test_page_shows_pinned_provider(served: tuple[str, UnifiedLLMInference],
+                                          tmp_path: Path) -> None:
+    """A provider pinned with force_provider is shown as pinned."""
+    url, llm = served
+    llm.force_provider("lmstudio")
+    dom = await browser(url, tmp_path, "--dump-dom")
+    assert "pinned to lmstudio" in dom
+
+
+async def test_page_screenshot_renders(served: tuple[str, UnifiedLLMInference],
+                                       tmp_path: Path) -> None:
+    """Chromium can paint the page (a non-empty PNG), for people to look at."""
+    url, _ = served
+    shot = tmp_path / "status.png"
+    await browser(url, tmp_path, f"--screenshot={shot}", "--window-size=1100,700")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 5000
