@@ -198,8 +198,8 @@ def notes_for(inp: Inputs, bench: Bench) -> list[str]:
         "Fig. 5: RSS of the gateway process tree sampled every 50 ms during figures 1-2; start "
         "= process spawn → first successful chat reply (DEMI with the embedded model off).",
         "Goals are DEMI's; 'Met' compares DEMI with them. Numbers are for people, not "
-        f"pass/fail. With {p.rounds * p.c1_requests} samples per c1 cell, p99 is about the "
-        f"{max(1, p.rounds * p.c1_requests // 100)}th-worst request: a ratio of two p99 "
+        f"pass/fail. With {p.rounds * p.c1_requests} samples per c1 cell, a p99 rests on the "
+        f"worst {max(1, p.rounds * p.c1_requests // 100)} request(s): a ratio of two p99 "
         "overheads is noisy.",
     ]
     if bench.litellm_python is not None:
