@@ -123,7 +123,7 @@ class LLMConfig(BaseModel):
     ollama: OllamaConfig = OllamaConfig()
     lmstudio: LMStudioConfig = LMStudioConfig()
     health_check_interval: Seconds = Field(60, gt=0)
-    health_check_timeout: Seconds = Field(5, gt=0)
+    health_check_timeout: Seconds = Field(2, gt=0)
     health_check_wait: Seconds = Field(0.1, ge=0)
     probe_interval: Seconds = Field(0.5, gt=0)
     probe_backoff_max: Seconds = Field(30, gt=0)

@@ -60,8 +60,7 @@ class ReplyStream:
         try:
             if self._first is not None:
                 first, self._first = self._first, None
-                async for chunk in self._emit(first):
-                    yield chunk
+                yield self._emit(first)
                 if first.done:
                     return
             while True:
@@ -72,8 +71,7 @@ class ReplyStream:
                     raise ProviderError(self.provider, "the reply ended early") from None
                 except RequestError as exc:
                     raise ProviderError(self.provider, str(exc)) from exc
-                async for out in self._emit(chunk):
-                    yield out
+                yield self._emit(chunk)
                 if chunk.done:
                     return
         except ProviderError as exc:
@@ -82,7 +80,7 @@ class ReplyStream:
         finally:
             await self.aclose()
 
-    async def _emit(self, chunk: ChatChunk) -> AsyncIterator[ChatChunk]:
+    def _emit(self, chunk: ChatChunk) -> ChatChunk:
         if chunk.text:
             self._parts.append(chunk.text)
             self._delivered += len(chunk.text)
@@ -94,7 +92,7 @@ class ReplyStream:
                 )
             self._final = chunk
             self._finish(chunk, None)
-        yield chunk
+        return chunk
 
     def _finish(self, final: ChatChunk | None, error: ProviderError | None) -> None:
         if not self._finished:

@@ -32,6 +32,7 @@ from ..errors import (
 )
 from ..provider import Provider
 from ..types import ChatChunk, ChatRequest, HealthReport
+from ._aiohttp_transport import AiohttpTransport
 from ._errors import connection_reason
 from ._timing import ReplyClock
 
@@ -76,10 +77,11 @@ class OllamaInference(Provider):
         timeout = httpx.Timeout(
             connect=connect_timeout, read=None, write=30.0, pool=connect_timeout
         )
-        kwargs: dict[str, Any] = {"timeout": timeout}
-        if transport is not None:
-            kwargs["transport"] = transport
-        self._client = ollama.AsyncClient(host=cfg.base_url, **kwargs)
+        self._client = ollama.AsyncClient(
+            host=cfg.base_url,
+            timeout=timeout,
+            transport=transport or AiohttpTransport(connect_timeout),
+        )
 
     def _options(self, request: ChatRequest) -> dict[str, Any]:
         options: dict[str, Any] = {
