@@ -142,6 +142,7 @@ class OllamaInference(Provider):
         except Exception as exc:
             raise self._map_error(exc, clock, model) from exc
         finally:
+            clock.close()
             # Close the HTTP stream now, not whenever the generator is collected.
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:

@@ -219,6 +219,7 @@ class OpenAICompatProvider(Provider):
         except Exception as exc:
             raise self._map_error(exc) from exc
         finally:
+            clock.close()
             if resp is not None:
                 resp.release()
         if finish is None:
