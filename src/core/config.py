@@ -102,6 +102,7 @@ class EmbeddedConfig(BaseModel):
     max_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.7, ge=0, le=2)
     queue_size: int = Field(8, ge=1)
+    load_wait: float = Field(60, ge=0)
     region: str | None = None
 
 

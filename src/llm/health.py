@@ -118,6 +118,9 @@ class HealthMonitor:
         """When the next background probe of this provider is due."""
         if st.checked_at is None:
             return float("-inf")
+        if st.report is not None and st.report.loading:
+            # Still loading a model: look again soon, so it serves as soon as it is ready.
+            return st.checked_at + st.breaker.probe_interval
         if st.breaker.allows_traffic:
             return st.checked_at + self._interval()
         last = max(st.checked_at, st.probe_started or st.checked_at)

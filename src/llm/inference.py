@@ -13,6 +13,7 @@ this module as their home.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -26,6 +27,7 @@ from .clock import Clock, SystemClock
 from .errors import (
     AllProvidersFailed,
     ConfigError,
+    EmbeddedModelLoading,
     ProviderError,
     RequestError,
     UnknownProviderError,
@@ -205,6 +207,16 @@ class UnifiedLLMInference:
         await self.monitor.check_all(max_age=0 if refresh else None)
         return {name: self.provider_status(name) for name in self._states}
 
+    async def wait_loading(self, timeout: float) -> None:  # noqa: ASYNC109 (public API)
+        """Give providers that are still loading a model up to ``timeout`` s, then re-check them.
+
+        For one-shot reports (``status``): a model that is seconds from ready should be
+        reported as ready, not as "loading".
+        """
+        loading = [n for n, st in self._states.items() if st.report and st.report.loading]
+        await asyncio.gather(*(self._states[n].provider.wait_ready(timeout) for n in loading))
+        await asyncio.gather(*(self.monitor.check(n, max_age=0) for n in loading))
+
     def provider_status(self, name: str) -> dict[str, Any]:
         st = self._states[name]
         report = st.report or HealthReport(healthy=False, latency=0.0, error="not checked yet")
@@ -330,24 +342,66 @@ class UnifiedLLMInference:
             # A fallback happened if anything the strategy preferred was down or failed.
             ahead = preferred[: preferred.index(name)]
             fallback = bool(errors) or any(not self._states[n].usable for n in ahead)
-            if name == "embedded" and fallback:
-                self.logger.warning(
-                    "%s failed; the embedded model is answering", self._failed_summary(order)
-                )
-            return ReplyStream(
-                provider=name,
-                display_name=provider.display_name,
-                model=provider.resolved_model(request),
-                fallback_used=fallback,
-                attempts=tuple((e.provider, e.reason) for e in errors),
-                errors=tuple(errors),
-                first=first,
-                rest=chunks,
-                started=started,
-                first_at=time.perf_counter(),
-                on_finish=functools.partial(self._finish, st, request),
-            )
+            return self._reply(st, request, first, chunks, errors, fallback, started)
+        reply = await self._after_loading(msgs, opts, errors, preferred, started)
+        if reply is not None:
+            return reply
         raise self._all_failed(order, errors)
+
+    async def _after_loading(
+        self, msgs: list[dict[str, Any]], opts: ChatOptions, errors: list[ProviderError],
+        preferred: list[str], started: float,
+    ) -> ReplyStream | None:
+        """Everything failed but a provider was only still loading: wait for it, ask once.
+
+        Right after start-up the embedded model takes a second or two to load; a message
+        that arrives then, with both servers down, waits for it instead of failing.
+        """
+        for exc in errors:
+            if not isinstance(exc, EmbeddedModelLoading):
+                continue
+            st = self._states[exc.provider]
+            provider = st.provider
+            if not await provider.wait_ready(self.config.llm.embedded.load_wait):
+                continue
+            request = self._request_for(provider, msgs, opts)
+            chunks = provider.stream(request).__aiter__()
+            try:
+                first = await self._first_chunk(exc.provider, chunks)
+            except ProviderError as again:
+                await _aclose(chunks)
+                self._record_failure(st, again)
+                errors.append(again)
+                continue
+            except BaseException:
+                await _aclose(chunks)
+                raise
+            return self._reply(st, request, first, chunks, errors, True, started)
+        return None
+
+    def _reply(
+        self, st: ProviderState, request: ChatRequest, first: ChatChunk,
+        chunks: AsyncIterator[ChatChunk], errors: list[ProviderError], fallback: bool,
+        started: float,
+    ) -> ReplyStream:
+        provider = st.provider
+        if provider.name == "embedded" and fallback:
+            self.logger.warning(
+                "%s; the embedded model is answering", self._failed_summary(self.chain)
+            )
+        return ReplyStream(
+            provider=provider.name,
+            display_name=provider.display_name,
+            model=provider.resolved_model(request),
+            fallback_used=fallback,
+            attempts=tuple((e.provider, e.reason) for e in errors),
+            errors=tuple(errors),
+            first=first,
+            rest=chunks,
+            started=started,
+            first_at=time.perf_counter(),
+            on_finish=functools.partial(self._finish, st, request),
+        )
 
     # -- internals of the chain walk -----------------------------------------------------
     async def _probe_ahead_of_active(self) -> None:
@@ -410,6 +464,9 @@ class UnifiedLLMInference:
 
     def _record_failure(self, st: ProviderState, exc: ProviderError) -> None:
         st.last_error = exc.reason
+        if not exc.counts_against_health:  # loading, not broken: no alarm
+            self.logger.info("%s not ready: %s", st.provider.display_name, exc.reason)
+            return
         self.logger.warning("%s inference failed: %s", st.provider.display_name, exc.reason)
         if exc.counts_against_health:
             st.stats.record_failure()

@@ -71,6 +71,14 @@ class Provider(abc.ABC):
         """Prepare long-lived resources. The default does nothing; sessions open lazily."""
         return None
 
+    async def wait_ready(self, timeout: float) -> bool:  # noqa: ASYNC109 (public API)
+        """Wait for a provider that is still starting (a model loading); False if it is not.
+
+        Server-backed providers have nothing to wait for here: their servers load models
+        themselves and report slowness as a slow first token.
+        """
+        return False
+
     def resolved_model(self, request: ChatRequest) -> str:
         """The model name this provider will use for ``request`` (for reports and logs)."""
         return request.model or self.model or "default"

@@ -61,6 +61,7 @@ def status(
 
     async def check() -> int:
         async with UnifiedLLMInference(cfg, logger) as llm:
+            await llm.wait_loading(llm.config.llm.embedded.load_wait)
             report = await llm.health(refresh=True)
             rows = [report[name] for name in llm.chain]
             usable = any(row["usable"] for row in rows)
