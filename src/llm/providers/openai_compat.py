@@ -180,34 +180,42 @@ class OpenAICompatProvider(Provider):
                 body = await clock.read(response.read())
                 raise self._map_status(response.status, body, response.headers, model)
             content = response.content
-            while True:
-                line = await clock.read(content.readline())
-                if not line:
+            pending = b""
+            done = False
+            while not done:
+                # Read whatever has arrived and split it ourselves: one await per network
+                # read rather than one per SSE line keeps the per-token cost low.
+                data = await clock.read(content.readany())
+                if not data:
                     raise ProviderResponseError(
                         self.name, "connection closed in the middle of the reply"
                     )
-                if not line.startswith(b"data:"):
-                    continue  # blank separators, ": keep-alive" comments, event: lines
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    break
-                event = json.loads(data)
-                if "error" in event:
-                    raise ProviderResponseError(
-                        self.name,
-                        f"error in the middle of the reply: {error_text(json.dumps(event))}",
-                    )
-                if event.get("usage"):
-                    usage = event["usage"]
-                served_model = event.get("model") or served_model
-                for choice in event.get("choices") or ():
-                    delta = choice.get("delta") or {}
-                    text = delta.get("content") or ""
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
-                    if text:
-                        clock.started = True
-                        yield ChatChunk(text=text)
+                lines = (pending + data).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue  # blank separators, ": keep-alive" comments, event: lines
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        done = True
+                        break
+                    event = json.loads(payload)
+                    if "error" in event:
+                        raise ProviderResponseError(
+                            self.name,
+                            f"error in the middle of the reply: {error_text(json.dumps(event))}",
+                        )
+                    if event.get("usage"):
+                        usage = event["usage"]
+                    served_model = event.get("model") or served_model
+                    for choice in event.get("choices") or ():
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content") or ""
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+                        if text:
+                            clock.started = True
+                            yield ChatChunk(text=text)
         except (ProviderError, RequestError):
             raise
         except TimeoutError:
