@@ -9,12 +9,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import inspect
 import io
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -22,6 +20,7 @@ import pytest
 from src.llm import UnifiedLLMInference
 from src.llm.clock import Clock, ManualClock
 from tests.fakes.launcher import FakeServer, free_port
+from tests.waiting import wait_until
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
@@ -110,26 +109,6 @@ def paths(server: FakeServer, path: str, method: str | None = None) -> list[dict
 
 def count(server: FakeServer, path: str) -> int:
     return len(paths(server, path))
-
-
-async def wait_until(
-    cond: Callable[[], bool | Awaitable[bool]],
-    what: str = "condition",
-    within: float = 10.0,
-    poll: float = 0.02,
-) -> None:
-    """Poll ``cond`` until it is true; fail after ``within`` seconds (a hang guard)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = cond()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within:g}s waiting for {what}")
-        await asyncio.sleep(poll)
 
 
 class SteppingClock(ManualClock):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from src.llm.inference import UnifiedLLMInference
+from tests.waiting import wait_until
 
 # isort: split
 from src.conductor.app import STATE_KEY
@@ -74,17 +73,7 @@ async def wait_for(
     cond: Callable[[], Any], what: str = "condition", limit: float = 10.0
 ) -> None:
     """Poll ``cond`` (sync or async) until truthy; fail after ``limit`` seconds (a hang guard)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while True:
-        result = cond()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    await wait_until(cond, what, within=limit)
 
 
 def sse_events(text: str) -> list[str]:
