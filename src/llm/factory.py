@@ -56,6 +56,8 @@ def _build_embedded(config: DemiConfig, logger: logging.Logger) -> Provider | No
         config.llm.embedded,
         first_token_timeout=max(config.llm.ollama.timeout, config.llm.lmstudio.timeout),
         read_idle_timeout=config.llm.read_idle_timeout,
+        connect_timeout=config.llm.connect_timeout,
+        health_timeout=config.llm.health_check_timeout,
         logger=logger,
     )
 

@@ -93,6 +93,7 @@ class UnifiedLLMInference:
                 listener=self._on_breaker,
             )
             self._states[name] = ProviderState(built[name], breaker)
+            built[name].state_listener = functools.partial(self._provider_changed, name)
         self._unused = [p for n, p in built.items() if n not in self._states]
         self.strategy = strategy or make_strategy(llm.routing)
         self.tokens = TokenEstimator()
@@ -250,6 +251,11 @@ class UnifiedLLMInference:
                 st.breaker.force_open(reason)  # never seen up: do not send it traffic first
         if self._initial_check_done:
             self._update_active("health")
+
+    def _provider_changed(self, name: str) -> None:
+        """A provider's own state moved (its engine died or is ready): re-check it now."""
+        if self._initial_check_done and not self._closed:
+            self.monitor.probe(name)
 
     def _on_breaker(self, name: str, old: BreakerState, new: BreakerState, reason: str) -> None:
         self.status.record_breaker(name, old.value, new.value, reason)

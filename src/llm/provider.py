@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import ClassVar
 
 from .errors import ProviderResponseError
@@ -54,6 +54,9 @@ class Provider(abc.ABC):
         self.context_window = context_window
         self.base_url = base_url
         self.region = region
+        self.state_listener: Callable[[], None] | None = None
+        """Set by the router: called when the provider's own state changes (an engine it
+        runs died or became ready), so health is re-checked now, not at the next interval."""
 
     @abc.abstractmethod
     def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:

