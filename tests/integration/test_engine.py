@@ -15,18 +15,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-pytest.importorskip(
-    "llama_cpp", reason="the embedded extra is not installed: pip install -e '.[embedded]'"
-)
-
 from src.llm.engine.supervisor import RestartPolicy, describe_exit
 from src.llm.errors import EmbeddedModelLoading, ProviderTimeout, ProviderUnavailable
 from src.llm.providers.embedded import EmbeddedProvider
 from src.llm.types import ChatChunk, ChatRequest
-from tests.integration.engines import LOAD_TIMEOUT, make_provider, python_child
+from tests.integration.engines import LOAD_TIMEOUT, make_provider, needs_embedded, python_child
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, needs_embedded]
 
 LONG = ChatRequest(
     messages=[{"role": "user", "content": "Count from 1 to 100."}], max_tokens=64,
