@@ -121,22 +121,24 @@ def test_embedded_answers_every_face(
 
 def test_real_clients_get_embedded_answers(demi: ConductorProcess) -> None:
     """The real openai and ollama clients, streaming and not, are answered by the embedded model."""
-    client = OpenAI(base_url=demi.url + "/v1", api_key="unused", max_retries=0, timeout=LOAD)
-    raw = client.chat.completions.with_raw_response.create(
-        model="demi", messages=ASK, max_tokens=16,  # type: ignore[arg-type]
-    )
-    assert raw.headers["X-DEMI-Provider"] == "embedded"
-    assert raw.parse().choices[0].message.content
-    pieces = client.chat.completions.create(
-        model="demi", messages=ASK, max_tokens=16, stream=True,  # type: ignore[arg-type]
-    )
-    assert "".join(c.choices[0].delta.content or "" for c in pieces if c.choices).strip()
-    client.close()
+    with OpenAI(base_url=demi.url + "/v1", api_key="unused", max_retries=0, timeout=LOAD) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="demi", messages=ASK, max_tokens=16,  # type: ignore[arg-type]
+        )
+        assert raw.headers["X-DEMI-Provider"] == "embedded"
+        assert raw.parse().choices[0].message.content
+        pieces = client.chat.completions.create(
+            model="demi", messages=ASK, max_tokens=16, stream=True,  # type: ignore[arg-type]
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in pieces if c.choices).strip()
 
-    oclient = ollama.Client(host=demi.url, timeout=LOAD)
-    assert oclient.chat(model="demi", messages=ASK, options={"num_predict": 16}).message.content
-    streamed = oclient.chat(model="demi", messages=ASK, stream=True, options={"num_predict": 16})
-    assert "".join(part.message.content or "" for part in streamed).strip()
+    with ollama.Client(host=demi.url, timeout=LOAD) as oclient:
+        reply = oclient.chat(model="demi", messages=ASK, options={"num_predict": 16})
+        assert reply.message.content
+        streamed = oclient.chat(
+            model="demi", messages=ASK, stream=True, options={"num_predict": 16}
+        )
+        assert "".join(part.message.content or "" for part in streamed).strip()
 
 
 def test_engine_segfault_mid_reply_ends_cleanly_and_recovers(demi: ConductorProcess) -> None:
