@@ -189,13 +189,16 @@ def main(argv: list[str]) -> int:
         return 5
     loaded = time.perf_counter()
 
-    # The self-check: one real token through the CPU kernels. An illegal instruction kills
-    # the process right here, and the supervisor words the fix.
+    # The self-check: one real token through the CPU kernels, from a chat rendered the way
+    # every request is. An illegal instruction kills the process right here, and the
+    # supervisor words the fix. It also leaves the shared preamble in llama.cpp's prompt
+    # cache, so the first real request does not pay for reading it.
     from llama_cpp.server import app as server_app
 
     llama = server_app._llama_proxy(label)  # type: ignore[misc]
-    llama.create_completion("Hello", max_tokens=1, temperature=0.0)
-    llama.reset()
+    llama.create_chat_completion(
+        messages=[{"role": "user", "content": "Hello"}], max_tokens=1, temperature=0.0
+    )
     checked = time.perf_counter()
 
     sock = socket.socket(fileno=listen_fd)
