@@ -103,7 +103,8 @@ class ProviderResponseError(ProviderError):
 
 
 class EmbeddedModelLoading(ProviderError):
-    """The in-process model is still loading; try the next provider, do not mark it failed."""
+    """The embedded model is still loading (or restarting); try the next provider, do not mark
+    it failed."""
 
     counts_against_health = False
 

@@ -114,7 +114,7 @@ def _cells(row: Mapping[str, Any]) -> tuple[str, ...]:
     latency = f"{row['latency_ms']:.0f} ms" if row["healthy"] else "-"
     return (
         row["name"],
-        row["base_url"] or "(in-process)",
+        row["base_url"] or "(engine process)",
         reachable,
         row["model"] or "(loaded model)",
         present,

@@ -1,4 +1,4 @@
-"""What running a *base* GGUF model in-process needs, apart from the model runtime itself.
+"""What running a *base* GGUF model needs, apart from the model runtime itself.
 
 Pure helpers, used by the engine process (:mod:`src.llm.engine.child`), kept apart so they
 can be read and tested without llama.cpp:
