@@ -221,3 +221,14 @@ def test_engine_exits_when_its_parent_is_killed() -> None:
             parent.wait()
         if parent.stdout is not None:
             parent.stdout.close()
+
+
+async def test_engine_output_with_huge_lines_never_blocks_it() -> None:
+    """A child printing a 1 MB line is drained (it never blocks on a full pipe)."""
+    code = "import sys; sys.stdout.write('x' * 1_000_000 + '\\nbye\\n'); sys.exit(9)"
+    provider = make_provider(command=python_child(code), restart_backoff=5)
+    try:
+        assert not await provider.wait_ready(20)
+        assert "exit code 9 (bye)" in (provider.engine.reason or "")
+    finally:
+        await provider.close()

@@ -118,7 +118,6 @@ class EngineSupervisor:
         self.pid: int | None = None
         self.model: str | None = None
         self.restarts = 0
-        self.ready_info: dict[str, Any] = {}
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -218,7 +217,6 @@ class EngineSupervisor:
             if event is not None and event.get("event") == "ready":
                 ready_at = time.monotonic()
                 self.model = str(event.get("model") or self.model or "")
-                self.ready_info = event
                 self.url = f"http://127.0.0.1:{port}"
                 self.start_failed = False
                 self.missing_file = False
@@ -306,16 +304,28 @@ class EngineSupervisor:
         return event if isinstance(event, dict) else None
 
     async def _drain_output(self, proc: asyncio.subprocess.Process) -> None:
-        """Forward the child's output to DEBUG (it never carries message content at INFO)."""
+        """Forward the child's output to DEBUG (it never carries message content at INFO).
+
+        Read in blocks, not lines: a line longer than the stream's limit must not stop the
+        draining, or the child would block on a full pipe.
+        """
         assert proc.stdout is not None
+        pending = b""
         while True:
-            raw = await proc.stdout.readline()
-            if not raw:
-                return
-            line = raw.decode("utf-8", "replace").rstrip()
-            if line:
-                self._tail.append(line[:300])
-                self.log.debug("engine: %s", line)
+            block = await proc.stdout.read(65536)
+            if not block:
+                break
+            *lines, pending = (pending + block).split(b"\n")
+            pending = pending[-4096:]
+            for raw in lines:
+                self._note(raw)
+        self._note(pending)
+
+    def _note(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace").rstrip()
+        if line:
+            self._tail.append(line[:300])
+            self.log.debug("engine: %s", line[:2000])
 
     async def _stop_child(self) -> None:
         proc, self._proc = self._proc, None
