@@ -22,12 +22,10 @@ from typing import Any
 
 from aiohttp import web
 
-from src.llm.errors import ConfigError
-from src.llm.inference import UnifiedLLMInference
-
-# isort: split
 from src.core.config import DemiConfig, load_config
+from src.core.errors import ConfigError
 from src.core.logsetup import setup_logging
+from src.llm.inference import UnifiedLLMInference
 
 from .app import LOGGER_NAME, STATE_KEY, create_app
 

@@ -5,7 +5,7 @@ or ``--config``) → ``.env`` in the working directory → environment variables
 command-line overrides. ``os.environ`` is never modified.
 
 Every error names the key, the bad value, where it came from and what is accepted, and is
-raised as :class:`~src.llm.errors.ConfigError`.
+raised as :class:`~src.core.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import yaml
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from src.llm.errors import ConfigError
+from .errors import ConfigError
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.yaml")
 

@@ -4,8 +4,8 @@ Every foreign error (``httpx``, ``aiohttp``, ``ollama``, JSON decoding, timeouts
 into this tree at the provider boundary, so the failover logic and the HTTP API only ever
 see these classes::
 
-    DemiError                      anything DEMI raises on purpose
-    ├── ConfigError                bad configuration; start-up stops (names key, value, fix)
+    DemiError                      anything DEMI raises on purpose (src.core.errors)
+    ├── ConfigError                bad configuration; start-up stops (src.core.errors)
     ├── UnknownProviderError       force_provider()/routing named a provider that is not configured
     ├── RequestError               the caller's own request is wrong (HTTP 400); never fails over
     ├── ProviderError              one provider could not serve a request; fails over
@@ -26,13 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-
-class DemiError(Exception):
-    """Base class of every error DEMI raises on purpose."""
-
-
-class ConfigError(DemiError):
-    """The configuration is invalid. The message names the key, the bad value and the fix."""
+from src.core.errors import ConfigError, DemiError
 
 
 class UnknownProviderError(DemiError, ValueError):
