@@ -35,7 +35,7 @@ from .bodies import (
     required_model,
     wrong_type,
 )
-from .errors import JSON_TYPE, ApiError
+from .errors import JSON_TYPE, ApiError, internal_error, log_bug
 from .relay import chunks_of, close_chunks, collect, finished, interrupted, open_reply
 from .state import ConductorState
 
@@ -203,10 +203,9 @@ class OllamaRoutes:
         except Exception as exc:
             if not resp.prepared:
                 raise  # nothing sent yet: the middleware answers with a proper error
-            state.logger.error("Unexpected %s while streaming a %s reply",
-                               type(exc).__name__, reply.display_name)
-            await _end_with_error(resp, f"DEMI hit an internal error ({type(exc).__name__}) "
-                                  "while streaming; the answer is incomplete")
+            log_bug(state.logger, exc, f"while streaming a {reply.display_name} reply")
+            await _end_with_error(resp, internal_error(exc, "while streaming; the answer is "
+                                                      "incomplete").message)
         finally:
             await close_chunks(chunks, reply)
         return resp

@@ -34,7 +34,7 @@ from .bodies import (
     required_messages,
     required_model,
 )
-from .errors import JSON_TYPE, ApiError, openai_error_body
+from .errors import JSON_TYPE, ApiError, internal_error, log_bug, openai_error_body
 from .relay import (
     chunks_of,
     close_chunks,
@@ -228,12 +228,9 @@ class OpenAIRoutes:
         except Exception as exc:
             if not resp.prepared:
                 raise  # nothing sent yet: the middleware answers with a proper error
-            state.logger.error("Unexpected %s while streaming a %s reply",
-                               type(exc).__name__, reply.display_name)
-            err = ApiError(503, f"DEMI hit an internal error ({type(exc).__name__}) while "
-                           "streaming; the answer is incomplete", code="internal_error",
-                           type="server_error")
-            await _end_with_error(resp, err)
+            log_bug(state.logger, exc, f"while streaming a {reply.display_name} reply")
+            await _end_with_error(resp, internal_error(exc, "while streaming; the answer is "
+                                                      "incomplete"))
         finally:
             await close_chunks(chunks, reply)
         return resp

@@ -3,7 +3,8 @@
 Both protocol modules go through here, so the rules live once:
 
 * the LLM layer's errors become :class:`ApiError` (a caller's mistake is a 400, every
-  provider failing is a 503 carrying ``AllProvidersFailed``'s text);
+  provider failing is a 503 carrying ``AllProvidersFailed``'s text, a closed LLM is a 503
+  "shutting down"); anything else is a DEMI bug and reaches the middleware as a 500;
 * failover, time to first token and latency are counted in the metrics;
 * the upstream stream is always closed, whether the reply finished, broke, or the client
   went away (cancellation included).
@@ -17,7 +18,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, cast
 
-from src.llm.errors import AllProvidersFailed, RequestError, StreamInterrupted
+from src.llm.errors import AllProvidersFailed, Closed, RequestError, StreamInterrupted
 from src.llm.stream import ReplyStream
 from src.llm.types import ChatChunk
 
@@ -44,13 +45,11 @@ async def open_reply(
     except AllProvidersFailed as exc:
         state.metrics.all_failed(exc.errors)
         raise ApiError(503, str(exc), code="all_providers_failed", type="server_error") from None
-    except RuntimeError as exc:
-        if "closed" not in str(exc):
-            raise
+    except Closed:
         raise ApiError(503, "DEMI is shutting down: send the request again once it is back",
                        code="shutting_down", type="server_error") from None
     state.metrics.reply_opened(
-        reply.provider, reply.fallback_used, reply.time_to_first_token, reply.attempts
+        reply.provider, reply.fallback_used, reply.time_to_first_token, reply.errors
     )
     return reply
 

@@ -5,6 +5,7 @@ Start at :class:`UnifiedLLMInference` in ``inference.py``.
 
 from .errors import (
     AllProvidersFailed,
+    Closed,
     ConfigError,
     DemiError,
     ModelNotFound,
@@ -26,6 +27,7 @@ __all__ = [
     "ChatChunk",
     "ChatRequest",
     "ChatResult",
+    "Closed",
     "ConfigError",
     "DemiError",
     "HealthReport",

@@ -16,7 +16,11 @@ see these classes::
     │   ├── ProviderResponseError  5xx, malformed or truncated reply, error line mid-stream
     │   └── EmbeddedModelLoading   the embedded model is still loading (not a health failure)
     ├── AllProvidersFailed         every provider in the chain failed (the guide's messages)
-    └── StreamInterrupted          a stream broke after text already reached the caller
+    ├── StreamInterrupted          a stream broke after text already reached the caller
+    └── Closed                     the LLM layer was closed (shutting down); ask again later
+
+Anything else escaping the LLM layer (a ``TypeError``, a ``KeyError``) is a DEMI bug: no
+provider catches it, so it never counts against a provider's health or triggers failover.
 
 ``ProviderError.retryable`` says whether the next provider should be tried. Only the
 provider modules construct ``ProviderError``; only ``router`` builds ``AllProvidersFailed``.
@@ -132,8 +136,13 @@ class StreamInterrupted(DemiError):
         )
 
 
+class Closed(DemiError, RuntimeError):
+    """The LLM layer was closed (DEMI is shutting down); no new request is accepted."""
+
+
 __all__ = [
     "AllProvidersFailed",
+    "Closed",
     "ConfigError",
     "DemiError",
     "EmbeddedModelLoading",

@@ -83,7 +83,17 @@ class HealthMonitor:
         return st.probe_task
 
     async def _run_probe(self, st: ProviderState) -> HealthReport:
-        report = await st.provider.health()
+        try:
+            report = await st.provider.health()
+        except Exception as exc:
+            # health() never raises by contract, so this is a DEMI bug, not the provider's
+            # failure: log it with its traceback and leave the provider's state alone.
+            self._log.error("Unexpected %s in the %s health check (a DEMI bug)",
+                            type(exc).__name__, st.provider.name, exc_info=exc)
+            st.checked_at = self._clock.now()  # retried after the interval, not in a loop
+            return st.report or HealthReport(
+                healthy=False, latency=0.0, error=f"internal error ({type(exc).__name__})"
+            )
         st.report = report
         st.checked_at = self._clock.now()
         st.checked_wall = self._clock.wall()

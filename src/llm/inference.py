@@ -26,6 +26,7 @@ from .breaker import BreakerState, CircuitBreaker
 from .clock import Clock, SystemClock
 from .errors import (
     AllProvidersFailed,
+    Closed,
     ConfigError,
     EmbeddedModelLoading,
     ProviderError,
@@ -308,7 +309,7 @@ class UnifiedLLMInference:
         when every provider failed before producing text.
         """
         if self._closed:
-            raise RuntimeError("UnifiedLLMInference is closed")
+            raise Closed("UnifiedLLMInference is closed")
         if not self._started:
             await self.start()
         msgs = validate_messages(messages)

@@ -51,8 +51,10 @@ class LMStudioInference(OpenAICompatProvider):
         except ProviderError:
             return []  # not LM Studio's native API (llama.cpp, older builds): not an error
         entries = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            return []
         return [
-            str(e["id"]) for e in entries or []
+            str(e["id"]) for e in entries
             if isinstance(e, dict) and e.get("state") == "loaded"
             and e.get("type", "llm") in ("llm", "vlm") and "id" in e
         ]
