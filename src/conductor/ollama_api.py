@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -24,18 +23,9 @@ from src.llm.errors import StreamInterrupted
 from src.llm.stream import ReplyStream
 from src.llm.types import ChatChunk
 
-from .bodies import (
-    optional_bool,
-    optional_int,
-    optional_number,
-    optional_object,
-    read_json_object,
-    reject_tools,
-    required_messages,
-    required_model,
-    wrong_type,
-)
+from .bodies import parse_body
 from .errors import JSON_TYPE, ApiError, internal_error, log_bug
+from .ollama_bodies import ChatBody, GenerateBody, ShowBody
 from .relay import chunks_of, close_chunks, collect, finished, interrupted, open_reply
 from .state import ConductorState
 
@@ -50,26 +40,6 @@ def created_at() -> str:
     """RFC 3339 UTC with microseconds, as Ollama writes ``created_at``."""
     now = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
-
-
-def ollama_options(value: Any) -> dict[str, Any]:
-    """Map Ollama's ``options`` object onto DEMI's chat options."""
-    raw = optional_object(value, "options")
-    if not raw:
-        return {}
-    options: dict[str, Any] = {}
-    for key, item in raw.items():
-        if item is None:
-            continue
-        if key == "num_predict":
-            limit = optional_int(item, "options.num_predict")
-            if limit is not None and limit > 0:  # -1 (no limit) and -2 (fill context): none
-                options["max_tokens"] = limit
-        elif key == "temperature":
-            options["temperature"] = optional_number(item, "options.temperature")
-        else:
-            options[key] = item  # stop, top_p, top_k, seed, num_ctx, ...
-    return options
 
 
 class OllamaRoutes:
@@ -105,54 +75,32 @@ class OllamaRoutes:
 
     async def show(self, request: web.Request) -> web.Response:
         """``POST /api/show``: minimal details clients probe before chatting."""
-        body = await read_json_object(request, self.state.max_body)
-        if body.get("model") is None and isinstance(body.get("name"), str):
-            body["model"] = body["name"]  # the older spelling of the field
-        self._model(body)
+        body = await parse_body(request, self.state.max_body, ShowBody)
+        self._model(body.model)
         info = {"modelfile": "", "parameters": "", "template": "", "details": {
             "parent_model": "", "format": "gguf", "family": "demi", "families": ["demi"],
             "parameter_size": "", "quantization_level": ""},
             "model_info": {}, "capabilities": ["completion"]}
         return web.Response(body=_dumps(info).encode(), content_type=JSON_TYPE)
 
-    def _model(self, body: Mapping[str, Any]) -> str:
-        model = required_model(body)
+    def _model(self, model: str) -> None:
         if model not in self.state.catalog:
             raise ApiError(404, f"model '{model}' not found")
-        return model
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter_ns()
-        body = await read_json_object(request, self.state.max_body)
-        self._model(body)
-        messages = required_messages(body)
-        stream = optional_bool(body, "stream", True)
-        reject_tools(body.get("tools"))
-        options = ollama_options(body.get("options"))
-        return await self._answer(request, messages, options, stream, started, chat=True)
+        body = (await parse_body(request, self.state.max_body, ChatBody)).check()
+        self._model(body.model)
+        messages = [m.as_dict() for m in body.messages]
+        return await self._answer(request, messages, body.chat_options(), body.streams,
+                                  started, chat=True)
 
     async def generate(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter_ns()
-        body = await read_json_object(request, self.state.max_body)
-        self._model(body)
-        prompt = body.get("prompt")
-        if prompt is None or prompt == "":
-            raise ApiError(400, "prompt is required")
-        if not isinstance(prompt, str):
-            raise wrong_type("prompt", "a string", prompt)
-        system = body.get("system")
-        if system is not None and not isinstance(system, str):
-            raise wrong_type("system", "a string", system)
-        user: dict[str, Any] = {"role": "user", "content": prompt}
-        images = body.get("images")
-        if images:
-            if not isinstance(images, list):
-                raise wrong_type("images", "an array of base64 strings", images)
-            user["images"] = images
-        messages = [{"role": "system", "content": system}, user] if system else [user]
-        stream = optional_bool(body, "stream", True)
-        options = ollama_options(body.get("options"))
-        return await self._answer(request, messages, options, stream, started, chat=False)
+        body = await parse_body(request, self.state.max_body, GenerateBody)
+        self._model(body.model)
+        return await self._answer(request, body.messages(), body.chat_options(), body.streams,
+                                  started, chat=False)
 
     async def _answer(
         self, request: web.Request, messages: list[Any], options: dict[str, Any],

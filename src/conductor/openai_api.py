@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -24,17 +23,9 @@ from aiohttp import web
 from src.llm.errors import StreamInterrupted
 from src.llm.stream import ReplyStream
 
-from .bodies import (
-    optional_bool,
-    optional_int,
-    optional_number,
-    optional_object,
-    read_json_object,
-    reject_tools,
-    required_messages,
-    required_model,
-)
+from .bodies import parse_body
 from .errors import JSON_TYPE, ApiError, internal_error, log_bug, openai_error_body
+from .openai_bodies import ChatCompletionBody
 from .relay import (
     chunks_of,
     close_chunks,
@@ -48,41 +39,6 @@ from .state import ConductorState
 
 SSE_TYPE = "text/event-stream"
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
-
-# Fields read here, or meaningless for a relay (accounts, storage, billing tiers).
-_HANDLED = frozenset({
-    "model", "messages", "stream", "stream_options", "n", "max_tokens",
-    "max_completion_tokens", "tools", "tool_choice", "functions", "function_call",
-    "user", "store", "metadata", "service_tier", "parallel_tool_calls", "logit_bias",
-    "logprobs", "top_logprobs", "modalities", "audio", "prediction",
-})
-
-
-def chat_options(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The LLM options of a chat request; unknown sampling fields pass through as extras."""
-    n = optional_int(body.get("n"), "n")
-    if n is not None and n != 1:
-        raise ApiError(400, f"n must be 1: DEMI returns exactly one choice (got {n})",
-                       param="n", code="unsupported_value")
-    reject_tools(body.get("tools"))
-    reject_tools(body.get("functions"))
-    options: dict[str, Any] = {}
-    for key, value in body.items():
-        if value is not None and key not in _HANDLED:
-            options[key] = value
-    optional_number(options.get("top_p"), "top_p")
-    optional_int(options.get("seed"), "seed")
-    max_tokens = body.get("max_completion_tokens")
-    name = "max_completion_tokens"
-    if max_tokens is None:
-        max_tokens, name = body.get("max_tokens"), "max_tokens"
-    if max_tokens is not None:
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ApiError(400, f"{name} must be a positive integer", param=name,
-                           code="invalid_value")
-        options["max_tokens"] = max_tokens
-    return options
-
 
 def normalize_messages(messages: list[Any]) -> list[Any]:
     """OpenAI spellings the providers do not all know, rewritten (copy on write).
@@ -145,16 +101,12 @@ class OpenAIRoutes:
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         state = self.state
-        body = await read_json_object(request, state.max_body)
-        self._check_model(required_model(body))
-        messages = normalize_messages(required_messages(body))
-        stream = optional_bool(body, "stream", False)
-        include_usage = False
-        stream_options = optional_object(body.get("stream_options"), "stream_options")
-        if stream_options is not None:
-            include_usage = optional_bool(stream_options, "include_usage", False)
-        options = chat_options(body)
-        if stream:
+        body = await parse_body(request, state.max_body, ChatCompletionBody)
+        self._check_model(body.model)
+        messages = normalize_messages([m.as_dict() for m in body.messages])
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        options = body.options()
+        if body.stream:
             reply = await open_reply(state, messages, options)
             return await self._stream(request, reply, include_usage)
         return await self._whole(messages, options)
