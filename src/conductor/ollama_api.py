@@ -6,9 +6,8 @@ last object has ``done: true``, ``done_reason``, durations in nanoseconds,
 ``prompt_eval_count`` and ``eval_count``.
 Errors are ``{"error": "<text>"}``; a stream that breaks after text was sent keeps its 200
 status and ends with an ``{"error": ...}`` line, which the ``ollama`` client raises on.
-
-``options.num_predict`` becomes ``max_tokens``, ``options.temperature`` and
-``options.stop`` map directly, and every other option passes through to the provider.
+Request bodies are declared in ``ollama_bodies.py``, replies encoded by ``encoders.py``
+(:class:`OllamaNDJSON`, :func:`ollama_json`), and ``relay.answer`` runs them.
 """
 
 from __future__ import annotations
@@ -19,27 +18,18 @@ from typing import Any
 
 from aiohttp import web
 
-from src.llm.errors import StreamInterrupted
 from src.llm.stream import ReplyStream
-from src.llm.types import ChatChunk
 
 from .bodies import parse_body
-from .errors import JSON_TYPE, ApiError, internal_error, log_bug
+from .encoders import OllamaNDJSON, ollama_json
+from .errors import JSON_TYPE, ApiError
 from .ollama_bodies import ChatBody, GenerateBody, ShowBody
-from .relay import chunks_of, close_chunks, collect, finished, interrupted, open_reply
+from .relay import Collected, answer
 from .state import ConductorState
 
-NDJSON_TYPE = "application/x-ndjson"
-TEXT_TYPE = "text/plain; charset=utf-8"
 # The Ollama API level DEMI speaks; clients compare it to decide which features exist.
 OLLAMA_API_VERSION = "0.12.6"
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def created_at() -> str:
-    """RFC 3339 UTC with microseconds, as Ollama writes ``created_at``."""
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
 
 
 class OllamaRoutes:
@@ -106,90 +96,11 @@ class OllamaRoutes:
         self, request: web.Request, messages: list[Any], options: dict[str, Any],
         stream: bool, started: int, *, chat: bool,
     ) -> web.StreamResponse:
-        state = self.state
-        if stream:
-            reply = await open_reply(state, messages, options)
-            return await self._stream(request, reply, started, chat)
-        got = await collect(state, messages, options)
-        obj = _final(got.model, created_at(), got.text, got.final, got.reply, started, chat)
-        return web.Response(
-            body=_dumps(obj).encode(),
-            headers=state.headers(got.reply.provider, got.reply.fallback_used, JSON_TYPE),
-        )
+        def ndjson(reply: ReplyStream) -> OllamaNDJSON:
+            return OllamaNDJSON(reply, started, chat)
 
-    async def _stream(
-        self, request: web.Request, reply: ReplyStream, started: int, chat: bool
-    ) -> web.StreamResponse:
-        state = self.state
-        stamp = created_at()
-        head = '{"model":' + _dumps(reply.model) + ',"created_at":"' + stamp + '",'
-        if chat:
-            text_head, text_tail = head + '"message":{"role":"assistant","content":', \
-                '},"done":false}\n'
-        else:
-            text_head, text_tail = head + '"response":', ',"done":false}\n'
-        resp = web.StreamResponse(headers=state.headers(reply.provider, reply.fallback_used,
-                                                        NDJSON_TYPE))
-        chunks = chunks_of(reply)
-        try:
-            await resp.prepare(request)
-            async for chunk in chunks:
-                if chunk.done:
-                    obj = _final(reply.model, created_at(), chunk.text, chunk, reply, started,
-                                 chat)
-                    await resp.write_eof((_dumps(obj) + "\n").encode())
-                    finished(state, reply)
-                    return resp
-                if chunk.text:
-                    await resp.write((text_head + _dumps(chunk.text) + text_tail).encode())
-            raise StreamInterrupted(reply.display_name, "the reply ended early", 0)
-        except StreamInterrupted as exc:
-            interrupted(state, reply, exc, "the client gets an error event, not a cut answer")
-            await _end_with_error(resp, str(exc))
-        except (ConnectionResetError, BrokenPipeError):
-            state.logger.debug("Client went away during a %s stream", reply.display_name)
-        except Exception as exc:
-            if not resp.prepared:
-                raise  # nothing sent yet: the middleware answers with a proper error
-            log_bug(state.logger, exc, f"while streaming a {reply.display_name} reply")
-            await _end_with_error(resp, internal_error(exc, "while streaming; the answer is "
-                                                      "incomplete").message)
-        finally:
-            await close_chunks(chunks, reply)
-        return resp
+        def whole(got: Collected) -> bytes:
+            return ollama_json(got, started, chat)
 
-
-def _final(
-    model: str, stamp: str, text: str, final: ChatChunk, reply: ReplyStream, started: int,
-    chat: bool,
-) -> dict[str, Any]:
-    """The ``done: true`` object: reason, nanosecond durations and token counts."""
-    total = time.perf_counter_ns() - started
-    ttft = reply.time_to_first_token
-    prompt_ns = min(total, int(ttft * 1e9)) if ttft is not None else 0
-    obj: dict[str, Any] = {"model": model, "created_at": stamp}
-    if chat:
-        obj["message"] = {"role": "assistant", "content": text}
-    else:
-        obj["response"] = text
-    obj.update(
-        done=True,
-        done_reason="length" if final.finish_reason == "length" else "stop",
-        total_duration=total,
-        load_duration=0,
-        prompt_eval_count=final.prompt_tokens or 0,
-        prompt_eval_duration=prompt_ns,
-        eval_count=final.completion_tokens or 0,
-        eval_duration=total - prompt_ns,
-    )
-    return obj
-
-
-async def _end_with_error(resp: web.StreamResponse, message: str) -> None:
-    """Ollama's mid-stream error: a last ``{"error": ...}`` line, status stays 200."""
-    if not resp.prepared:
-        return
-    try:
-        await resp.write_eof((_dumps({"error": message}) + "\n").encode())
-    except (ConnectionResetError, BrokenPipeError):
-        pass
+        return await answer(self.state, request, messages, options,
+                            stream=ndjson if stream else None, whole=whole)
