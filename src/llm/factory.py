@@ -8,11 +8,10 @@ Studio, extra OpenAI-compatible servers, then the embedded model, always last).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from src.core.config import DemiConfig, LLMConfig
 
-from .provider import Provider
+from .provider import Provider, Timeouts
 from .providers.lmstudio import LMStudioInference
 from .providers.ollama import OllamaInference
 from .providers.openai_compat import OpenAICompatProvider
@@ -21,21 +20,17 @@ from .providers.openai_compat import OpenAICompatProvider
 def build_providers(config: DemiConfig, logger: logging.Logger) -> dict[str, Provider]:
     """One provider object per configured provider, keyed by name."""
     llm = config.llm
-    common: dict[str, Any] = {
-        "connect_timeout": llm.connect_timeout,
-        "read_idle_timeout": llm.read_idle_timeout,
-        "health_timeout": llm.health_check_timeout,
-    }
+    timeouts = Timeouts.from_config(llm)
     providers: dict[str, Provider] = {
-        "ollama": OllamaInference(llm.ollama, **common),
-        "lmstudio": LMStudioInference(llm.lmstudio, **common),
+        "ollama": OllamaInference(llm.ollama, timeouts),
+        "lmstudio": LMStudioInference(llm.lmstudio, timeouts),
     }
     for extra in llm.providers:
         providers[extra.name] = OpenAICompatProvider(
             extra.name, extra.name, base_url=extra.base_url, model=extra.model,
             api_key=extra.api_key, first_token_timeout=extra.timeout,
             temperature=extra.temperature, context_window=extra.context_window,
-            region=extra.region, **common,
+            timeouts=timeouts, region=extra.region,
         )
     if llm.embedded.enabled:
         embedded = _build_embedded(config, logger)

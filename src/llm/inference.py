@@ -22,7 +22,7 @@ from typing import Any
 
 from src.core.config import DemiConfig
 
-from .breaker import BreakerState, CircuitBreaker
+from .breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from .clock import Clock, SystemClock
 from .errors import (
     AllProvidersFailed,
@@ -84,15 +84,9 @@ class UnifiedLLMInference:
             )
         self.primary = self.chain[0]
         self._states: dict[str, ProviderState] = {}
+        policy = BreakerPolicy.from_config(llm)
         for name in self.chain:
-            breaker = CircuitBreaker(
-                name, self._clock,
-                failure_threshold=llm.failure_threshold,
-                recovery_successes=llm.recovery_successes,
-                probe_interval=llm.probe_interval,
-                backoff_max=llm.probe_backoff_max,
-                listener=self._on_breaker,
-            )
+            breaker = CircuitBreaker(name, self._clock, policy, listener=self._on_breaker)
             self._states[name] = ProviderState(built[name], breaker)
         self._unused = [p for n, p in built.items() if n not in self._states]
         self.strategy = strategy or make_strategy(llm.routing)

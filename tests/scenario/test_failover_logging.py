@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from src.core.config import LoggingConfig
+from src.core.config import DemiConfig
 from src.core.logsetup import LOGGER_NAME, setup_logging
 from src.llm import UnifiedLLMInference
 from src.llm.clock import ManualClock
@@ -35,7 +35,8 @@ def demi_log_stream() -> Iterator[io.StringIO]:
     logger = logging.getLogger(LOGGER_NAME)
     saved = (list(logger.handlers), logger.level, logger.propagate)
     stream = io.StringIO()
-    setup_logging(LoggingConfig(level="DEBUG"), stream=stream)
+    debug = DemiConfig.defaults().logging.model_copy(update={"level": "DEBUG"})
+    setup_logging(debug, stream=stream)
     try:
         yield stream
     finally:

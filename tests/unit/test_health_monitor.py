@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-from src.llm.breaker import CircuitBreaker
+from src.llm.breaker import BreakerPolicy, CircuitBreaker
 from src.llm.clock import ManualClock
 from src.llm.health import HealthMonitor, ProviderState
 from src.llm.provider import Provider
@@ -40,11 +40,15 @@ class ScriptedProvider(Provider):
         return None
 
 
+POLICY = BreakerPolicy(failure_threshold=1, recovery_successes=2, probe_interval=0.5,
+                       backoff_max=30.0)
+
+
 def setup(interval: float = 60.0) -> tuple[HealthMonitor, ScriptedProvider, ProviderState,
                                           ManualClock]:
     clock = ManualClock()
     provider = ScriptedProvider("p")
-    state = ProviderState(provider, CircuitBreaker("p", clock, probe_interval=0.5))
+    state = ProviderState(provider, CircuitBreaker("p", clock, POLICY))
 
     def on_report(st: ProviderState, report: HealthReport) -> None:
         if report.healthy:

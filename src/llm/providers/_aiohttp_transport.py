@@ -35,7 +35,7 @@ class _ResponseStream(httpx.AsyncByteStream):
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One pooled aiohttp session, opened lazily in the running loop."""
 
-    def __init__(self, connect_timeout: float, limit: int = 256) -> None:
+    def __init__(self, connect_timeout: float, limit: int) -> None:
         self._connect_timeout = connect_timeout
         self._limit = limit
         self._session: aiohttp.ClientSession | None = None

@@ -29,7 +29,7 @@ from ..errors import (
     ProviderUnavailable,
     RequestError,
 )
-from ..provider import Provider
+from ..provider import POOL_LIMIT, Provider, Timeouts
 from ..types import ChatChunk, ChatRequest, HealthReport
 from ._aiohttp_transport import AiohttpTransport
 from ._errors import FOREIGN, connection_reason, malformed, map_foreign, map_status
@@ -70,10 +70,8 @@ class OllamaInference(Provider):
     def __init__(
         self,
         cfg: OllamaConfig,
+        timeouts: Timeouts,
         *,
-        connect_timeout: float = 2.0,
-        read_idle_timeout: float = 30.0,
-        health_timeout: float = 5.0,
         name: str = "ollama",
         display_name: str = "Ollama",
         transport: httpx.AsyncBaseTransport | None = None,
@@ -84,17 +82,18 @@ class OllamaInference(Provider):
         )
         self.cfg = cfg
         self.first_token_timeout = cfg.timeout
-        self.read_idle_timeout = read_idle_timeout
-        self.health_timeout = health_timeout
+        self.read_idle_timeout = timeouts.read_idle
+        self.health_timeout = timeouts.health
         # read=None: the first-token and idle bounds are enforced per read by ReplyClock,
-        # which knows which of the two applies; httpx only bounds connecting.
+        # which knows which of the two applies; httpx only bounds connecting (and, as
+        # ever, sending: a request body is small, so the first-token bound covers it).
         timeout = httpx.Timeout(
-            connect=connect_timeout, read=None, write=30.0, pool=connect_timeout
+            connect=timeouts.connect, read=None, write=cfg.timeout, pool=timeouts.connect
         )
         self._client = ollama.AsyncClient(
             host=cfg.base_url,
             timeout=timeout,
-            transport=transport or AiohttpTransport(connect_timeout),
+            transport=transport or AiohttpTransport(timeouts.connect, POOL_LIMIT),
             event_hooks={"response": [self._check_status]},
         )
 

@@ -23,7 +23,7 @@ from ..errors import (
     ProviderResponseError,
     RequestError,
 )
-from ..provider import Provider
+from ..provider import POOL_LIMIT, Provider, Timeouts
 from ..types import ChatChunk, ChatRequest, HealthReport
 from ._errors import FOREIGN, error_text, malformed, map_foreign, map_status
 from ._timing import ReplyClock
@@ -49,10 +49,8 @@ class OpenAICompatProvider(Provider):
         first_token_timeout: float,
         temperature: float,
         context_window: int,
-        connect_timeout: float = 2.0,
-        read_idle_timeout: float = 30.0,
-        health_timeout: float = 5.0,
-        region: str | None = None,
+        timeouts: Timeouts,
+        region: str | None,
         session_factory: SessionFactory | None = None,
     ) -> None:
         super().__init__(
@@ -64,9 +62,9 @@ class OpenAICompatProvider(Provider):
         self.api_key = api_key
         self.temperature = temperature
         self.first_token_timeout = first_token_timeout
-        self.read_idle_timeout = read_idle_timeout
-        self.connect_timeout = connect_timeout
-        self.health_timeout = health_timeout
+        self.read_idle_timeout = timeouts.read_idle
+        self.connect_timeout = timeouts.connect
+        self.health_timeout = timeouts.health
         self._session_factory = session_factory
         self._session: aiohttp.ClientSession | None = None
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
@@ -82,7 +80,7 @@ class OpenAICompatProvider(Provider):
                     timeout=aiohttp.ClientTimeout(
                         total=None, sock_connect=self.connect_timeout,
                     ),
-                    connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
+                    connector=aiohttp.TCPConnector(limit=POOL_LIMIT, ttl_dns_cache=300),
                 )
         return self._session
 
