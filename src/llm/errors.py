@@ -23,7 +23,7 @@ Anything else escaping the LLM layer (a ``TypeError``, a ``KeyError``) is a DEMI
 provider catches it, so it never counts against a provider's health or triggers failover.
 
 ``ProviderError.retryable`` says whether the next provider should be tried. Only the
-provider modules construct ``ProviderError``; only ``router`` builds ``AllProvidersFailed``.
+provider modules construct ``ProviderError``; only ``report.py`` builds ``AllProvidersFailed``.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from .provider import Provider, Timeouts
 from .providers.lmstudio import LMStudioInference
 from .providers.ollama import OllamaInference
 from .providers.openai_compat import OpenAICompatProvider
+from .report import EMBEDDED, LMSTUDIO, OLLAMA
 
 
 def build_providers(config: DemiConfig, logger: logging.Logger) -> dict[str, Provider]:
@@ -22,8 +23,8 @@ def build_providers(config: DemiConfig, logger: logging.Logger) -> dict[str, Pro
     llm = config.llm
     timeouts = Timeouts.from_config(llm)
     providers: dict[str, Provider] = {
-        "ollama": OllamaInference(llm.ollama, timeouts),
-        "lmstudio": LMStudioInference(llm.lmstudio, timeouts),
+        OLLAMA: OllamaInference(llm.ollama, timeouts),
+        LMSTUDIO: LMStudioInference(llm.lmstudio, timeouts),
     }
     for extra in llm.providers:
         providers[extra.name] = OpenAICompatProvider(
@@ -35,7 +36,7 @@ def build_providers(config: DemiConfig, logger: logging.Logger) -> dict[str, Pro
     if llm.embedded.enabled:
         embedded = _build_embedded(config, logger)
         if embedded is not None:
-            providers["embedded"] = embedded
+            providers[EMBEDDED] = embedded
     return providers
 
 
@@ -60,10 +61,10 @@ def resolve_chain(llm: LLMConfig, available: list[str]) -> list[str]:
     if llm.order:
         chain = [n for n in llm.order if n in available]
     else:
-        rest = [n for n in available if n != llm.provider and n != "embedded"]
+        rest = [n for n in available if n != llm.provider and n != EMBEDDED]
         chain = [llm.provider, *rest]
-        if "embedded" in available and llm.provider != "embedded":
-            chain.append("embedded")
+        if EMBEDDED in available and llm.provider != EMBEDDED:
+            chain.append(EMBEDDED)
     chain = [n for n in chain if n in available]
     if not llm.enable_fallback:
         chain = chain[:1]

@@ -10,9 +10,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-from src.llm.breaker import BreakerPolicy, CircuitBreaker
+from src.llm.breaker import BreakerPolicy
 from src.llm.clock import ManualClock
-from src.llm.health import HealthMonitor, ProviderState
+from src.llm.health import HealthMonitor
+from src.llm.pool import ProviderPool, ProviderState
 from src.llm.provider import Provider
 from src.llm.types import ChatChunk, ChatRequest, HealthReport
 
@@ -48,17 +49,12 @@ def setup(interval: float = 60.0) -> tuple[HealthMonitor, ScriptedProvider, Prov
                                           ManualClock]:
     clock = ManualClock()
     provider = ScriptedProvider("p")
-    state = ProviderState(provider, CircuitBreaker("p", clock, POLICY))
-
-    def on_report(st: ProviderState, report: HealthReport) -> None:
-        if report.healthy:
-            st.breaker.record_success()
-        else:
-            st.breaker.record_failure(report.error or "")
-
-    monitor = HealthMonitor({"p": state}, clock, interval=lambda: interval,
-                            on_report=on_report, logger=logging.getLogger("test"))
-    return monitor, provider, state, clock
+    pool = ProviderPool({"p": provider}, clock, POLICY, on_breaker=lambda *a: None,
+                        on_change=lambda cause: None)
+    pool.initial_check_done = True  # every unhealthy report counts as a failure
+    monitor = HealthMonitor(pool, clock, interval=lambda: interval,
+                            logger=logging.getLogger("test"))
+    return monitor, provider, pool["p"], clock
 
 
 async def test_results_are_cached_for_the_interval() -> None:
