@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.client import OLLAMA, OPENAI, Client, Endpoint
 from bench.procs import REPO_ROOT, ServiceProcess, TargetFailed, clean_env
-from tests.fakes.launcher import free_port
+from src.testing.fakes.launcher import free_port
 
 DIRECT, FLOOR, DEMI, LITELLM = "direct", "floor", "DEMI", "LiteLLM"
 UPSTREAM_MODEL = "llama3.2:1b"  # the fake Ollama's default model, DEMI's default too

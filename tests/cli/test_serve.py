@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 
 from src.conductor.cli import app
 from src.core.config import DemiConfig
+from src.testing.fakes.launcher import free_port
 from tests.cli.helpers import HANG_GUARD, Demi
-from tests.fakes.launcher import free_port
 
 SERVER = "src.conductor.server"
 

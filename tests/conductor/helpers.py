@@ -16,7 +16,7 @@ from tests.waiting import wait_until
 # isort: split
 from src.conductor.app import STATE_KEY
 from src.conductor.state import ConductorState
-from tests.fakes.launcher import FakeServer
+from src.testing.fakes.launcher import FakeServer
 
 HI = [{"role": "user", "content": "hi"}]
 OLLAMA_MODEL = "llama3.2:1b"

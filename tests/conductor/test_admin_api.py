@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from src.testing.fakes.launcher import FakeServer
 from tests.conductor.helpers import OLLAMA_REPLY, Conductor, wait_for
-from tests.fakes.launcher import FakeServer
 
 
 async def test_health_is_200_while_serving(conductor: Conductor) -> None:

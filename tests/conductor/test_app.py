@@ -12,8 +12,8 @@ from src.llm.inference import UnifiedLLMInference
 
 # isort: split
 from src.conductor.server import create_app
+from src.testing.fakes.launcher import FakeServer
 from tests.conductor.helpers import Conductor, conductor_config
-from tests.fakes.launcher import FakeServer
 
 SECRET = "zebra-secret-4711"
 

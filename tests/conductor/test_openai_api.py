@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from src.testing.fakes.launcher import FakeServer
 from tests.conductor.helpers import (
     HI,
     LMSTUDIO_MODEL,
@@ -19,7 +20,6 @@ from tests.conductor.helpers import (
     upstream_chats,
     wait_for,
 )
-from tests.fakes.launcher import FakeServer
 
 CHAT = "/v1/chat/completions"
 

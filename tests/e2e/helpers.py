@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
-from tests.fakes.launcher import REPO_ROOT, free_port
+from src.testing.fakes.launcher import REPO_ROOT, free_port
 
 START_TIMEOUT = 20.0
 OLLAMA_MODEL = "llama3.2:1b"

@@ -9,6 +9,7 @@ import ollama
 import openai
 import pytest
 
+from src.testing.fakes.launcher import FakeServer
 from tests.e2e.helpers import (
     HI,
     LMSTUDIO_MODEL,
@@ -16,7 +17,6 @@ from tests.e2e.helpers import (
     OLLAMA_REPLY,
     ConductorProcess,
 )
-from tests.fakes.launcher import FakeServer
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from pathlib import Path
 import openai
 import pytest
 
+from src.testing.fakes.launcher import FakeServer
 from tests.e2e.conftest import MakeConductor
 from tests.e2e.helpers import HI, ConductorProcess
-from tests.fakes.launcher import FakeServer
 
 SLOW_REPLY = "one two three four five six"
 

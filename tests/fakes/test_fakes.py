@@ -21,8 +21,8 @@ import ollama
 import openai
 import pytest
 
+from src.testing.fakes.launcher import REPO_ROOT, FakeServer, FakeServerError, free_port
 from tests.fakes.fixtures import FakeServerFactory
-from tests.fakes.launcher import REPO_ROOT, FakeServer, FakeServerError, free_port
 
 pytestmark = pytest.mark.timeout(60)
 HI = [{"role": "user", "content": "hi"}]
@@ -198,9 +198,9 @@ def test_context_manager_stops_and_reaps() -> None:
 
 
 def test_module_runs_standalone_and_prints_ready() -> None:
-    """`python -m tests.fakes.fake_lmstudio --port 0` prints exactly `READY <port>` on stdout."""
+    """`python -m src.testing.fakes.fake_lmstudio --port 0` prints exactly `READY <port>`."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.fake_lmstudio", "--port", "0"],
+        [sys.executable, "-m", "src.testing.fakes.fake_lmstudio", "--port", "0"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -231,7 +231,8 @@ def _gone(pid: int) -> bool:
 
 def test_fake_exits_when_its_test_process_dies() -> None:
     """A fake started by the launcher exits once its parent is SIGKILLed (no orphaned servers)."""
-    script = "from tests.fakes.launcher import FakeServer; print(FakeServer('ollama').start().pid)"
+    script = ("from src.testing.fakes.launcher import FakeServer; "
+              "print(FakeServer('ollama').start().pid)")
     parent = subprocess.Popen(
         [sys.executable, "-c", script + "; import time; time.sleep(60)"],
         cwd=REPO_ROOT,

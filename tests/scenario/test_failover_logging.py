@@ -12,6 +12,7 @@ from src.core.config import DemiConfig
 from src.core.logsetup import LOGGER_NAME, setup_logging
 from src.llm import UnifiedLLMInference
 from src.llm.clock import ManualClock
+from src.testing.fakes.launcher import FakeServer
 from tests.conftest import (
     HI,
     LMSTUDIO_REPLY,
@@ -21,7 +22,6 @@ from tests.conftest import (
     llm_config,
 )
 from tests.fakes.fixtures import FakeServerFactory
-from tests.fakes.launcher import FakeServer
 
 pytestmark = pytest.mark.timeout(60)
 

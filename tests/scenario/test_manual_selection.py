@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from src.llm import AllProvidersFailed, DemiError, UnknownProviderError
+from src.testing.fakes.launcher import FakeServer
 from tests.conftest import (
     HI,
     LMSTUDIO_REPLY,
@@ -13,7 +14,6 @@ from tests.conftest import (
     MakeLLM,
     count,
 )
-from tests.fakes.launcher import FakeServer
 
 pytestmark = pytest.mark.timeout(60)
 

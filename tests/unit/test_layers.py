@@ -1,4 +1,5 @@
-"""The package's layers import one way: conductor → llm → core."""
+"""The package's layers import one way: conductor → llm → core; the test doubles in
+``src.testing`` stand apart (no layer imports them, they import no layer)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 # Each layer and the layers it must never import.
-FORBIDDEN = {"core": ("src.llm", "src.conductor"), "llm": ("src.conductor",)}
+FORBIDDEN = {
+    "core": ("src.llm", "src.conductor", "src.testing"),
+    "llm": ("src.conductor", "src.testing"),
+    "conductor": ("src.testing",),
+    "testing": ("src.core", "src.llm", "src.conductor", "tests"),
+}
 
 
 def _imports(path: Path) -> list[str]:

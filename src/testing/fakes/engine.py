@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from tests.fakes.control import Behaviour
+    from src.testing.fakes.control import Behaviour
 
 _TOKEN = re.compile(r"\s*\S+|\s+$")
 _FILLER = ("Lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
