@@ -139,7 +139,6 @@ def _read_until(proc: subprocess.Popen[str], marker: str) -> str:
 
 def test_real_server_serves_and_stops_on_sigint(demi: Demi) -> None:
     """`python -m src.conductor --port N` answers /health and exits 0 on SIGINT."""
-    pytest.importorskip(SERVER)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "src.conductor", "--port", str(port)],

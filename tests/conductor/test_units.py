@@ -6,6 +6,9 @@ import json
 
 import pytest
 
+from src.conductor.metrics import reason_class
+from src.conductor.models import ModelCatalog
+from src.conductor.server import _public_url, example_curl
 from src.llm.errors import (
     ModelNotFound,
     ProviderBusy,
@@ -14,11 +17,6 @@ from src.llm.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-
-# isort: split
-from src.conductor.metrics import reason_class
-from src.conductor.models import ModelCatalog
-from src.conductor.server import _public_url, example_curl
 
 
 def test_catalog_matches_both_ollama_spellings() -> None:
