@@ -9,6 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from src.conductor.server import create_app
+from src.llm.errors import Closed
 from src.llm.inference import UnifiedLLMInference
 from src.testing.fakes.launcher import FakeServer
 from tests.conductor.helpers import Conductor, conductor_config
@@ -34,8 +35,26 @@ async def test_managed_app_starts_and_closes_the_llm(
         resp = await client.post("/v1/chat/completions", json={
             "model": "demi", "messages": [{"role": "user", "content": "hi"}]})
         assert resp.status == 200
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(Closed, match="closed"):
         await llm.open_stream([{"role": "user", "content": "hi"}])
+
+
+async def test_a_closed_llm_is_a_503_shutting_down(
+    fake_ollama: FakeServer, fake_lmstudio: FakeServer
+) -> None:
+    """Requests arriving after the LLM closed get 503 shutting_down (typed Closed, no text
+    matching), on both faces."""
+    llm = UnifiedLLMInference(conductor_config(fake_ollama.url, fake_lmstudio.url))
+    app = create_app(llm, llm.config)
+    async with TestClient(TestServer(app)) as client:
+        await llm.close()
+        body = {"model": "demi", "messages": [{"role": "user", "content": "hi"}]}
+        resp = await client.post("/v1/chat/completions", json=body)
+        assert resp.status == 503
+        assert (await resp.json())["error"]["code"] == "shutting_down"
+        resp = await client.post("/api/chat", json=body)
+        assert resp.status == 503
+        assert "shutting down" in (await resp.json())["error"]
 
 
 async def test_unexpected_exception_is_a_500_logged_with_traceback_without_content(
