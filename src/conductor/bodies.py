@@ -195,7 +195,7 @@ Content = Annotated[
 ]
 
 
-class Strict(BaseModel):
+class RequestBody(BaseModel):
     """Base of every request body: unknown fields are kept (``model_extra``) and passed on."""
 
     model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False,
@@ -209,7 +209,7 @@ def _message_object(value: Any) -> Any:
     return value
 
 
-class Message(Strict):
+class Message(RequestBody):
     """One chat message. Roles are checked by the LLM layer (it knows the valid ones)."""
 
     role: Text

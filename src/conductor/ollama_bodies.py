@@ -19,8 +19,8 @@ from .bodies import (
     Messages,
     ModelName,
     Number,
+    RequestBody,
     Stop,
-    Strict,
     Text,
     check_finite,
     expect,
@@ -28,7 +28,7 @@ from .bodies import (
 )
 
 
-class Options(Strict):
+class Options(RequestBody):
     """Ollama's ``options`` object."""
 
     num_predict: Int | None = None
@@ -55,7 +55,7 @@ OptionsField = Annotated[
 ]
 
 
-class _Request(Strict):
+class _Request(RequestBody):
     model: ModelName
     stream: Flag | None = None
     options: OptionsField = None
@@ -104,7 +104,7 @@ class GenerateBody(_Request):
         return [{"role": "system", "content": self.system}, user] if self.system else [user]
 
 
-class ShowBody(Strict):
+class ShowBody(RequestBody):
     """``POST /api/show``: ``name`` is the older spelling of ``model``."""
 
     model: ModelName

@@ -17,8 +17,8 @@ from .bodies import (
     ModelName,
     Number,
     PositiveInt,
+    RequestBody,
     Stop,
-    Strict,
     reject_tools,
 )
 from .errors import ApiError
@@ -31,11 +31,11 @@ IGNORED = frozenset({
 """Accounts, storage, billing tiers and tool plumbing: accepted and dropped."""
 
 
-class StreamOptions(Strict):
+class StreamOptions(RequestBody):
     include_usage: Flag | None = None
 
 
-class ChatCompletionBody(Strict):
+class ChatCompletionBody(RequestBody):
     """``POST /v1/chat/completions``."""
 
     model: ModelName
