@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from src.llm.stream import ReplyStream
 from src.llm.types import ChatChunk
 
 from .errors import ApiError, openai_error_body
-
-if TYPE_CHECKING:
-    from src.llm.stream import ReplyStream
-
-    from .relay import Collected
 
 SSE_TYPE = "text/event-stream"
 NDJSON_TYPE = "application/x-ndjson"
@@ -37,6 +33,22 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 def finish_reason(reason: str | None) -> str:
     """OpenAI's and Ollama's finish reasons are ``stop`` and ``length``; anything else is stop."""
     return reason if reason in FINISH_REASONS else "stop"
+
+
+class Collected:
+    """A whole reply (``relay.collect`` builds it), for the whole-reply encoders."""
+
+    __slots__ = ("final", "reply", "text")
+
+    def __init__(self, reply: ReplyStream, text: str, final: ChatChunk) -> None:
+        self.reply = reply
+        self.text = text
+        self.final = final
+
+    @property
+    def model(self) -> str:
+        return self.final.model or self.reply.model
+
 
 
 class StreamEncoder(Protocol):

@@ -21,10 +21,10 @@ from aiohttp import web
 from src.llm.stream import ReplyStream
 
 from .bodies import parse_body
-from .encoders import OllamaNDJSON, ollama_json
+from .encoders import Collected, OllamaNDJSON, ollama_json
 from .errors import JSON_TYPE, ApiError
 from .ollama_bodies import ChatBody, GenerateBody, ShowBody
-from .relay import Collected, answer
+from .relay import answer
 from .state import ConductorState
 
 # The Ollama API level DEMI speaks; clients compare it to decide which features exist.

@@ -15,10 +15,10 @@ from aiohttp import web
 from src.llm.stream import ReplyStream
 
 from .bodies import parse_body
-from .encoders import OpenAISSE, openai_json
+from .encoders import Collected, OpenAISSE, openai_json
 from .errors import JSON_TYPE, ApiError
 from .openai_bodies import ChatCompletionBody
-from .relay import Collected, answer
+from .relay import answer
 from .state import ConductorState
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode

@@ -27,11 +27,11 @@ from src.llm.errors import AllProvidersFailed, Closed, RequestError, StreamInter
 from src.llm.stream import ReplyStream
 from src.llm.types import ChatChunk
 
-from .encoders import StreamEncoder
+from .encoders import Collected, StreamEncoder
 from .errors import JSON_TYPE, ApiError, internal_error, log_bug
 from .state import ConductorState
 
-WholeEncoder = Callable[["Collected"], bytes]
+WholeEncoder = Callable[[Collected], bytes]
 StreamEncoderFactory = Callable[[ReplyStream], StreamEncoder]
 
 
@@ -145,21 +145,6 @@ def interrupted(
     state.metrics.interrupted(reply.provider, exc.__cause__)
     state.logger.warning("%s reply broke after %d characters; %s", reply.display_name,
                          exc.delivered_chars, outcome)
-
-
-class Collected:
-    """A whole reply, for the non-streaming endpoints."""
-
-    __slots__ = ("final", "reply", "text")
-
-    def __init__(self, reply: ReplyStream, text: str, final: ChatChunk) -> None:
-        self.reply = reply
-        self.text = text
-        self.final = final
-
-    @property
-    def model(self) -> str:
-        return self.final.model or self.reply.model
 
 
 async def collect(
