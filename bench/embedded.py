@@ -31,7 +31,7 @@ import aiohttp
 import psutil
 
 from bench.procs import REPO_ROOT, ServiceProcess, TargetFailed, clean_env
-from tests.fakes.launcher import FakeServer, free_port
+from src.testing.fakes.launcher import FakeServer, free_port
 
 CONFIG = """\
 llm:

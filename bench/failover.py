@@ -21,7 +21,7 @@ from bench.client import OPENAI, Client, Endpoint, run_count
 from bench.plan import Plan
 from bench.stats import Dist, Sample, latencies
 from bench.targets import UPSTREAM_MODEL, Target
-from tests.fakes.launcher import FakeServer
+from src.testing.fakes.launcher import FakeServer
 
 Log = Callable[[str], None]
 Starter = Callable[[str, str], Awaitable[Target]]  # (ollama_url, lmstudio_url) -> started target

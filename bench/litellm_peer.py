@@ -18,7 +18,7 @@ import yaml
 from bench.client import OPENAI, Client, Endpoint
 from bench.procs import ServiceProcess, clean_env
 from bench.targets import GATEWAY_MODEL, LITELLM, UPSTREAM_MODEL, Target, start_gateway
-from tests.fakes.launcher import free_port
+from src.testing.fakes.launcher import free_port
 
 FALLBACK_GROUP = "demi-fallback"
 LAUNCH = "import sys; from litellm import run_server; sys.argv[0] = 'litellm'; run_server()"

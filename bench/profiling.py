@@ -24,7 +24,7 @@ from bench.failover import FAKE_ARGS
 from bench.procs import REPO_ROOT
 from bench.stats import Sample
 from bench.table import render
-from tests.fakes.launcher import FakeServer
+from src.testing.fakes.launcher import FakeServer
 
 RESULTS = REPO_ROOT / "bench" / "results"
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")

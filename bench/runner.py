@@ -27,7 +27,7 @@ from bench.plan import FULL, QUICK, Plan
 from bench.procs import REPO_ROOT, PeakRss
 from bench.report import Inputs
 from bench.targets import DEMI, DIRECT, FLOOR, LITELLM, Target
-from tests.fakes.launcher import FakeServer
+from src.testing.fakes.launcher import FakeServer
 
 FAILOVER_CONFIG = Path(__file__).with_name("demi-failover.yaml")
 

@@ -15,12 +15,11 @@ from pathlib import Path
 
 from bench.client import OLLAMA, OPENAI, Client, Endpoint
 from bench.procs import REPO_ROOT, ServiceProcess, TargetFailed, clean_env
-from tests.fakes.launcher import free_port
+from src.testing.fakes.launcher import free_port
 
 DIRECT, FLOOR, DEMI, LITELLM = "direct", "floor", "DEMI", "LiteLLM"
 UPSTREAM_MODEL = "llama3.2:1b"  # the fake Ollama's default model, DEMI's default too
 GATEWAY_MODEL = "demi"
-DEMI_FALLBACK_CMD = "-m src.conductor.server"
 
 
 @dataclass
@@ -116,28 +115,16 @@ async def demi(
 ) -> Target:
     """The conductor, from a scratch working directory (so no stray .env is read).
 
-    ``python -m src.conductor serve`` first; if that exits without serving, the server
-    module's own entry point, with a note saying so.
+    Started with ``python -m src.conductor serve``, the one command line.
     """
     port = free_port()
     env = demi_env(ollama_url, lmstudio_url, config, port)
     base = f"http://127.0.0.1:{port}"
-    commands = [
-        [sys.executable, "-m", "src.conductor", "serve", "--port", str(port)],
-        [sys.executable, "-m", "src.conductor.server", "--port", str(port)],
-    ]
-    failures: list[str] = []
-    for argv in commands:
-        proc = ServiceProcess(DEMI, argv, env, workdir)
-        target = Target(DEMI, _endpoints(base, GATEWAY_MODEL), proc)
-        try:
-            await start_gateway(client, target, limit=30)
-        except TargetFailed as exc:
-            failures.append(str(exc))
-            continue
-        if failures:
-            target.notes.append(
-                f"`python -m src.conductor serve` did not start; used `python {DEMI_FALLBACK_CMD}`"
-            )
-        return target
-    raise TargetFailed("DEMI could not be started:\n" + "\n---\n".join(failures))
+    argv = [sys.executable, "-m", "src.conductor", "serve", "--port", str(port)]
+    proc = ServiceProcess(DEMI, argv, env, workdir)
+    target = Target(DEMI, _endpoints(base, GATEWAY_MODEL), proc)
+    try:
+        await start_gateway(client, target, limit=30)
+    except TargetFailed as exc:
+        raise TargetFailed(f"DEMI could not be started:\n{exc}") from None
+    return target

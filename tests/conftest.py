@@ -19,7 +19,7 @@ import pytest
 
 from src.llm import UnifiedLLMInference
 from src.llm.clock import Clock, ManualClock
-from tests.fakes.launcher import FakeServer, free_port
+from src.testing.fakes.launcher import FakeServer, free_port
 from tests.waiting import wait_until
 
 pytest_plugins = ["tests.fakes.fixtures"]

@@ -87,23 +87,14 @@ class AdminRoutes:
         llm = state.llm
         if _wants_refresh(request):
             await llm.health(refresh=True)
-        history = llm.status.as_dict()
-        counters = history.pop("counters")
-        counters["http_in_flight"] = state.in_flight
+        report = llm.status_report()
+        report["counters"]["http_in_flight"] = state.in_flight
         data = {
             "service": "demi-conductor",
             "version": state.version,
             "uptime_s": round(time.monotonic() - state.started, 3),
-            "started": state.started_wall,
-            "active_provider": llm.active_provider,
-            "forced_provider": llm.forced_provider,
-            "primary": llm.primary,
-            "chain": list(llm.chain),
-            "strategy": llm.strategy.name,
             "models": list(state.catalog.names),
-            "providers": {name: llm.provider_status(name) for name in llm.chain},
-            "counters": counters,
-            **history,
+            **report,
         }
         return _json(data)
 

@@ -17,10 +17,8 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from src.llm.inference import UnifiedLLMInference
-
-# isort: split
 from src.core.config import DemiConfig
+from src.llm.inference import UnifiedLLMInference
 
 from .admin_api import AdminRoutes
 from .errors import MAX_BODY_KEY, ApiError, Handler, error_response, from_exception

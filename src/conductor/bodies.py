@@ -1,20 +1,32 @@
-"""Reading request bodies and checking their fields, with errors that say what is wrong.
+"""Reading request bodies, and the field types both faces declare their bodies with.
 
-Everything here raises :class:`~src.conductor.errors.ApiError` (a 4xx) for bad input, so
-a handler can read a body and its fields in a few lines and never crash on garbage:
-invalid JSON, a body over ``conductor.max_body_bytes``, JSON nested deeply enough to
-exhaust the parser, a field of the wrong type.
+Each face declares its request bodies once, as pydantic models (``openai_bodies.py``,
+``ollama_bodies.py``) built from the field types below, and reads a body with
+:func:`parse_body`. Everything here raises :class:`~src.conductor.errors.ApiError` (a
+4xx) for bad input, naming the field: invalid JSON, a body over
+``conductor.max_body_bytes``, JSON nested deeply enough to exhaust the parser, a field of
+the wrong type (a role that is an object, a content that is a number), a number that is
+NaN or infinite anywhere in the body.
+
+The field types check JSON types strictly (``true`` is not a number, ``"5"`` is not an
+integer) and raise one error kind, ``wrong_type``, whose context says what was expected;
+:func:`_describe` turns the first error into "<field> must be <expected>, not <what came>".
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+import math
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
 
 from .errors import ApiError, body_too_large
+
+# -- reading ----------------------------------------------------------------------------
 
 
 async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:
@@ -42,12 +54,36 @@ async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:
     return data
 
 
+Body = TypeVar("Body", bound=BaseModel)
+
+
+async def parse_body(request: web.Request, limit: int, model: type[Body]) -> Body:
+    """Read the body and validate it as ``model``; ApiError 400 naming the first bad field."""
+    return validate(await read_json_object(request, limit), model)
+
+
+def validate(data: dict[str, Any], model: type[Body]) -> Body:
+    try:
+        body = model.model_validate(data)
+    except ValidationError as exc:
+        raise _describe(exc) from None
+    if body.model_extra:
+        for key, value in body.model_extra.items():
+            check_finite(value, key)
+    return body
+
+
+# -- error wording -----------------------------------------------------------------------
+
+
 def _kind(value: Any) -> str:
     """A JSON type name for error messages."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     if isinstance(value, (int, float)):
         return "a number"
     if isinstance(value, str):
@@ -62,62 +98,152 @@ def wrong_type(name: str, expected: str, value: Any) -> ApiError:
                     code="invalid_type")
 
 
-def optional_bool(body: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = body.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise wrong_type(name, "true or false", value)
-    return value
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    """``("messages", 0, "role")`` → ``messages[0].role``."""
+    name = ""
+    for part in loc:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else part
+    return name
 
 
-def optional_number(value: Any, name: str) -> float | int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise wrong_type(name, "a number", value)
-    return value
+_REQUIRED_HINTS = {"messages": ": send at least one {role, content} message"}
 
 
-def optional_int(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise wrong_type(name, "an integer", value)
-    return value
+def _describe(exc: ValidationError) -> ApiError:
+    err = exc.errors(include_url=False)[0]
+    name = _field_name(err["loc"])
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "missing":
+        return ApiError(400, f"{name} is required" + _REQUIRED_HINTS.get(name, ""),
+                        param=name, code="missing_required_parameter")
+    if kind == "wrong_type":
+        return wrong_type(name, ctx["expected"], err["input"])
+    if kind == "invalid_value":
+        return ApiError(400, f"{name} {ctx['rule']}", param=name, code="invalid_value")
+    if kind == "model_type":  # a nested object given as something else
+        return wrong_type(name, "an object", err["input"])
+    # Only the custom types above are used; anything else still names the field.
+    return ApiError(400, f"{name}: {err['msg']}", param=name, code="invalid_value")
 
 
-def optional_object(value: Any, name: str) -> Mapping[str, Any] | None:
-    if value is None:
-        return None
+# -- field types -------------------------------------------------------------------------
+
+
+def expect(expected: str, ok: Callable[[Any], bool]) -> BeforeValidator:
+    def check(value: Any) -> Any:
+        if not ok(value):
+            raise PydanticCustomError("wrong_type", "must be {expected}", {"expected": expected})
+        return value
+
+    return BeforeValidator(check)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and (not isinstance(value, float) or math.isfinite(value)))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_positive_int(value: Any) -> bool:
+    return _is_int(value) and value >= 1
+
+
+def _is_stop(value: Any) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(s, str) for s in value)
+    )
+
+
+def _required() -> BeforeValidator:
+    """``null`` counts as absent: "<field> is required"."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            raise PydanticCustomError("missing", "required")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _not_empty(rule: str) -> BeforeValidator:
+    def check(value: Any) -> Any:
+        if value == "" or value == []:
+            raise PydanticCustomError("invalid_value", "{rule}", {"rule": rule})
+        return value
+
+    return BeforeValidator(check)
+
+
+Text = Annotated[str, expect("a string", lambda v: isinstance(v, str))]
+Flag = Annotated[bool, expect("true or false", lambda v: isinstance(v, bool))]
+Int = Annotated[int, expect("an integer", _is_int)]
+PositiveInt = Annotated[int, expect("a positive integer", _is_positive_int)]
+Number = Annotated[float, expect("a number", _is_number)]
+Stop = Annotated[str | list[str], expect("a string or a list of strings", _is_stop)]
+Object = Annotated[dict[str, Any], expect("an object", lambda v: isinstance(v, dict))]
+Content = Annotated[
+    str | list[Any] | None,
+    expect("a string or an array of content parts",
+            lambda v: v is None or isinstance(v, (str, list))),
+]
+
+
+class RequestBody(BaseModel):
+    """Base of every request body: unknown fields are kept (``model_extra``) and passed on."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False,
+                              hide_input_in_errors=False)
+
+
+def _message_object(value: Any) -> Any:
     if not isinstance(value, dict):
-        raise wrong_type(name, "an object", value)
+        raise PydanticCustomError("wrong_type", "must be {expected}",
+                                  {"expected": "an object with role and content"})
     return value
 
 
-def required_model(body: Mapping[str, Any]) -> str:
-    """The ``model`` field: present and a non-empty string, else 400 ``model is required``."""
-    model = body.get("model")
-    if model is None or model == "":
-        raise ApiError(400, "model is required", param="model",
-                       code="missing_required_parameter")
-    if not isinstance(model, str):
-        raise wrong_type("model", "a string", model)
-    return model
+class Message(RequestBody):
+    """One chat message. Roles are checked by the LLM layer (it knows the valid ones)."""
+
+    role: Text
+    content: Content = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The message as the LLM layer takes it: the fields the caller sent, extras included."""
+        return self.model_dump(exclude_unset=True)
 
 
-def required_messages(body: Mapping[str, Any]) -> list[Any]:
-    """The ``messages`` field: a non-empty array (each message is checked by the LLM layer)."""
-    messages = body.get("messages")
-    if messages is None:
-        raise ApiError(400, "messages is required: send at least one {role, content} message",
-                       param="messages", code="missing_required_parameter")
-    if not isinstance(messages, list):
-        raise wrong_type("messages", "an array of {role, content} objects", messages)
-    if not messages:
-        raise ApiError(400, "messages must not be empty: send at least one message",
-                       param="messages", code="invalid_value")
-    return messages
+MessageItem = Annotated[Message, BeforeValidator(_message_object)]
+# Before-validators run right to left: null first, then the type, then emptiness.
+Messages = Annotated[
+    list[MessageItem],
+    _not_empty("must not be empty: send at least one message"),
+    expect("an array of {role, content} objects", lambda v: isinstance(v, list)),
+    _required(),
+]
+ModelName = Annotated[
+    str, expect("a string", lambda v: isinstance(v, str)), _not_empty("is required"),
+    _required(),
+]
+
+
+def check_finite(value: Any, name: str) -> None:
+    """Reject NaN and infinities anywhere in a pass-through value (JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise wrong_type(name, "a finite number", value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_finite(item, f"{name}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_finite(item, f"{name}[{i}]")
 
 
 def reject_tools(value: Any) -> None:

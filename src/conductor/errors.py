@@ -8,9 +8,11 @@ conductor is built here:
 
 Handlers raise :class:`ApiError`; the LLM layer's errors are translated into it in
 ``relay.py``; aiohttp's own HTTP errors (404, 405, 413) and any unexpected exception are
-reshaped by :func:`from_exception`, which the app's middleware calls. No error becomes a
-500: an unexpected exception is a 503 (DEMI could not serve the request, the client may
-ask again) logged at ERROR without any message content.
+reshaped by :func:`from_exception`, which the app's middleware calls. An unexpected
+exception is a DEMI bug: a 500 ``internal_error`` whose text names only the exception's
+type, logged at ERROR with its traceback (the log line itself quotes no message content).
+Providers never catch such an exception, so it never counts against one (no failover, no
+open circuit).
 """
 
 from __future__ import annotations
@@ -123,14 +125,20 @@ def from_exception(exc: Exception, request: web.Request, logger: logging.Logger)
         # The client went away; this answer is only written if it is still there.
         logger.debug("Client went away during %s %s", request.method, request.path)
         return ApiError(503, "the connection was reset", code="connection_reset")
-    # Never the exception's text or a traceback at ERROR: either may quote a message.
-    logger.error(
-        "Unexpected %s while serving %s %s", type(exc).__name__, request.method, request.path
-    )
-    logger.debug("Traceback of the unexpected error", exc_info=exc)
+    log_bug(logger, exc, f"while serving {request.method} {request.path}")
+    return internal_error(exc, "while serving this request; it keeps running")
+
+
+def log_bug(logger: logging.Logger, exc: BaseException, where: str) -> None:
+    """Log a DEMI bug at ERROR with its traceback; the message names only the type."""
+    logger.error("Unexpected %s %s (a DEMI bug)", type(exc).__name__, where, exc_info=exc)
+
+
+def internal_error(exc: BaseException, context: str) -> ApiError:
+    """The 500 answer for a DEMI bug: names the exception's type, never its text."""
     return ApiError(
-        503,
-        f"DEMI hit an internal error ({type(exc).__name__}) while serving this request; "
-        "it keeps running. Try again, and report it if it repeats.",
-        code="internal_error",
+        500,
+        f"DEMI hit an internal error ({type(exc).__name__}) {context}. "
+        "Please report it with the server log.",
+        code="internal_error", type="server_error",
     )

@@ -38,33 +38,12 @@ _REASON_CLASSES: tuple[tuple[type[ProviderError], str], ...] = (
     (ModelNotFound, "model_not_found"),
     (ProviderResponseError, "bad_response"),
 )
-_REASON_WORDS: tuple[tuple[str, str], ...] = (
-    ("loading", "loading"),
-    ("refused", "unavailable"),
-    ("unreachable", "unavailable"),
-    ("not found", "model_not_found"),
-    ("not available", "model_not_found"),
-    ("no model", "model_not_found"),
-    ("timed out", "timeout"),
-    ("no first token", "timeout"),
-    ("no data for", "timeout"),
-    ("busy", "busy"),
-)
 
 
-def reason_class(error: ProviderError | str) -> str:
-    """A small, fixed label set for why a provider failed (label cardinality stays bounded).
-
-    ``ReplyStream.attempts`` carries only reason texts, so those are classified by wording.
-    """
-    if isinstance(error, ProviderError):
-        for cls, label in _REASON_CLASSES:
-            if isinstance(error, cls):
-                return label
-        return "error"
-    lowered = error.lower()
-    for word, label in _REASON_WORDS:
-        if word in lowered:
+def reason_class(error: ProviderError) -> str:
+    """A small, fixed label set for why a provider failed (label cardinality stays bounded)."""
+    for cls, label in _REASON_CLASSES:
+        if isinstance(error, cls):
             return label
     return "error"
 
@@ -155,12 +134,12 @@ class Metrics:
 
     def reply_opened(
         self, provider: str, fallback: bool, ttft: float | None,
-        attempts: tuple[tuple[str, str], ...],
+        errors: Iterable[ProviderError],
     ) -> None:
         if fallback:
             self._child(self._fallbacks, (provider,)).inc()
-        for name, reason in attempts:
-            self._child(self._failures, (name, reason_class(reason))).inc()
+        for err in errors:
+            self._child(self._failures, (err.provider, reason_class(err))).inc()
         if ttft is not None:
             self._child(self._ttft, (provider,)).observe(ttft)
 

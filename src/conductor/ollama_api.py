@@ -6,70 +6,30 @@ last object has ``done: true``, ``done_reason``, durations in nanoseconds,
 ``prompt_eval_count`` and ``eval_count``.
 Errors are ``{"error": "<text>"}``; a stream that breaks after text was sent keeps its 200
 status and ends with an ``{"error": ...}`` line, which the ``ollama`` client raises on.
-
-``options.num_predict`` becomes ``max_tokens``, ``options.temperature`` and
-``options.stop`` map directly, and every other option passes through to the provider.
+Request bodies are declared in ``ollama_bodies.py``, replies encoded by ``encoders.py``
+(:class:`OllamaNDJSON`, :func:`ollama_json`), and ``relay.answer`` runs them.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from src.llm.errors import StreamInterrupted
 from src.llm.stream import ReplyStream
-from src.llm.types import ChatChunk
 
-from .bodies import (
-    optional_bool,
-    optional_int,
-    optional_number,
-    optional_object,
-    read_json_object,
-    reject_tools,
-    required_messages,
-    required_model,
-    wrong_type,
-)
+from .bodies import parse_body
+from .encoders import Collected, OllamaNDJSON, ollama_json
 from .errors import JSON_TYPE, ApiError
-from .relay import chunks_of, close_chunks, collect, finished, interrupted, open_reply
+from .ollama_bodies import ChatBody, GenerateBody, ShowBody
+from .relay import answer
 from .state import ConductorState
 
-NDJSON_TYPE = "application/x-ndjson"
-TEXT_TYPE = "text/plain; charset=utf-8"
 # The Ollama API level DEMI speaks; clients compare it to decide which features exist.
 OLLAMA_API_VERSION = "0.12.6"
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def created_at() -> str:
-    """RFC 3339 UTC with microseconds, as Ollama writes ``created_at``."""
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
-
-
-def ollama_options(value: Any) -> dict[str, Any]:
-    """Map Ollama's ``options`` object onto DEMI's chat options."""
-    raw = optional_object(value, "options")
-    if not raw:
-        return {}
-    options: dict[str, Any] = {}
-    for key, item in raw.items():
-        if item is None:
-            continue
-        if key == "num_predict":
-            limit = optional_int(item, "options.num_predict")
-            if limit is not None and limit > 0:  # -1 (no limit) and -2 (fill context): none
-                options["max_tokens"] = limit
-        elif key == "temperature":
-            options["temperature"] = optional_number(item, "options.temperature")
-        else:
-            options[key] = item  # stop, top_p, top_k, seed, num_ctx, ...
-    return options
 
 
 class OllamaRoutes:
@@ -105,144 +65,42 @@ class OllamaRoutes:
 
     async def show(self, request: web.Request) -> web.Response:
         """``POST /api/show``: minimal details clients probe before chatting."""
-        body = await read_json_object(request, self.state.max_body)
-        if body.get("model") is None and isinstance(body.get("name"), str):
-            body["model"] = body["name"]  # the older spelling of the field
-        self._model(body)
+        body = await parse_body(request, self.state.max_body, ShowBody)
+        self._model(body.model)
         info = {"modelfile": "", "parameters": "", "template": "", "details": {
             "parent_model": "", "format": "gguf", "family": "demi", "families": ["demi"],
             "parameter_size": "", "quantization_level": ""},
             "model_info": {}, "capabilities": ["completion"]}
         return web.Response(body=_dumps(info).encode(), content_type=JSON_TYPE)
 
-    def _model(self, body: Mapping[str, Any]) -> str:
-        model = required_model(body)
+    def _model(self, model: str) -> None:
         if model not in self.state.catalog:
             raise ApiError(404, f"model '{model}' not found")
-        return model
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter_ns()
-        body = await read_json_object(request, self.state.max_body)
-        self._model(body)
-        messages = required_messages(body)
-        stream = optional_bool(body, "stream", True)
-        reject_tools(body.get("tools"))
-        options = ollama_options(body.get("options"))
-        return await self._answer(request, messages, options, stream, started, chat=True)
+        body = (await parse_body(request, self.state.max_body, ChatBody)).check()
+        self._model(body.model)
+        messages = [m.as_dict() for m in body.messages]
+        return await self._answer(request, messages, body.chat_options(), body.streams,
+                                  started, chat=True)
 
     async def generate(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter_ns()
-        body = await read_json_object(request, self.state.max_body)
-        self._model(body)
-        prompt = body.get("prompt")
-        if prompt is None or prompt == "":
-            raise ApiError(400, "prompt is required")
-        if not isinstance(prompt, str):
-            raise wrong_type("prompt", "a string", prompt)
-        system = body.get("system")
-        if system is not None and not isinstance(system, str):
-            raise wrong_type("system", "a string", system)
-        user: dict[str, Any] = {"role": "user", "content": prompt}
-        images = body.get("images")
-        if images:
-            if not isinstance(images, list):
-                raise wrong_type("images", "an array of base64 strings", images)
-            user["images"] = images
-        messages = [{"role": "system", "content": system}, user] if system else [user]
-        stream = optional_bool(body, "stream", True)
-        options = ollama_options(body.get("options"))
-        return await self._answer(request, messages, options, stream, started, chat=False)
+        body = await parse_body(request, self.state.max_body, GenerateBody)
+        self._model(body.model)
+        return await self._answer(request, body.messages(), body.chat_options(), body.streams,
+                                  started, chat=False)
 
     async def _answer(
         self, request: web.Request, messages: list[Any], options: dict[str, Any],
         stream: bool, started: int, *, chat: bool,
     ) -> web.StreamResponse:
-        state = self.state
-        if stream:
-            reply = await open_reply(state, messages, options)
-            return await self._stream(request, reply, started, chat)
-        got = await collect(state, messages, options)
-        obj = _final(got.model, created_at(), got.text, got.final, got.reply, started, chat)
-        return web.Response(
-            body=_dumps(obj).encode(),
-            headers=state.headers(got.reply.provider, got.reply.fallback_used, JSON_TYPE),
-        )
+        def ndjson(reply: ReplyStream) -> OllamaNDJSON:
+            return OllamaNDJSON(reply, started, chat)
 
-    async def _stream(
-        self, request: web.Request, reply: ReplyStream, started: int, chat: bool
-    ) -> web.StreamResponse:
-        state = self.state
-        stamp = created_at()
-        head = '{"model":' + _dumps(reply.model) + ',"created_at":"' + stamp + '",'
-        if chat:
-            text_head, text_tail = head + '"message":{"role":"assistant","content":', \
-                '},"done":false}\n'
-        else:
-            text_head, text_tail = head + '"response":', ',"done":false}\n'
-        resp = web.StreamResponse(headers=state.headers(reply.provider, reply.fallback_used,
-                                                        NDJSON_TYPE))
-        chunks = chunks_of(reply)
-        try:
-            await resp.prepare(request)
-            async for chunk in chunks:
-                if chunk.done:
-                    obj = _final(reply.model, created_at(), chunk.text, chunk, reply, started,
-                                 chat)
-                    await resp.write_eof((_dumps(obj) + "\n").encode())
-                    finished(state, reply)
-                    return resp
-                if chunk.text:
-                    await resp.write((text_head + _dumps(chunk.text) + text_tail).encode())
-            raise StreamInterrupted(reply.display_name, "the reply ended early", 0)
-        except StreamInterrupted as exc:
-            interrupted(state, reply, exc, "the client gets an error event, not a cut answer")
-            await _end_with_error(resp, str(exc))
-        except (ConnectionResetError, BrokenPipeError):
-            state.logger.debug("Client went away during a %s stream", reply.display_name)
-        except Exception as exc:
-            if not resp.prepared:
-                raise  # nothing sent yet: the middleware answers with a proper error
-            state.logger.error("Unexpected %s while streaming a %s reply",
-                               type(exc).__name__, reply.display_name)
-            await _end_with_error(resp, f"DEMI hit an internal error ({type(exc).__name__}) "
-                                  "while streaming; the answer is incomplete")
-        finally:
-            await close_chunks(chunks, reply)
-        return resp
+        def whole(got: Collected) -> bytes:
+            return ollama_json(got, started, chat)
 
-
-def _final(
-    model: str, stamp: str, text: str, final: ChatChunk, reply: ReplyStream, started: int,
-    chat: bool,
-) -> dict[str, Any]:
-    """The ``done: true`` object: reason, nanosecond durations and token counts."""
-    total = time.perf_counter_ns() - started
-    ttft = reply.time_to_first_token
-    prompt_ns = min(total, int(ttft * 1e9)) if ttft is not None else 0
-    obj: dict[str, Any] = {"model": model, "created_at": stamp}
-    if chat:
-        obj["message"] = {"role": "assistant", "content": text}
-    else:
-        obj["response"] = text
-    obj.update(
-        done=True,
-        done_reason="length" if final.finish_reason == "length" else "stop",
-        total_duration=total,
-        load_duration=0,
-        prompt_eval_count=final.prompt_tokens or 0,
-        prompt_eval_duration=prompt_ns,
-        eval_count=final.completion_tokens or 0,
-        eval_duration=total - prompt_ns,
-    )
-    return obj
-
-
-async def _end_with_error(resp: web.StreamResponse, message: str) -> None:
-    """Ollama's mid-stream error: a last ``{"error": ...}`` line, status stays 200."""
-    if not resp.prepared:
-        return
-    try:
-        await resp.write_eof((_dumps({"error": message}) + "\n").encode())
-    except (ConnectionResetError, BrokenPipeError):
-        pass
+        return await answer(self.state, request, messages, options,
+                            stream=ndjson if stream else None, whole=whole)

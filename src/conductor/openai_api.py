@@ -1,87 +1,27 @@
 """The OpenAI-compatible API: ``POST /v1/chat/completions`` and ``GET /v1/models``.
 
-Replies are shaped exactly like OpenAI's (see PROTOCOLS.md): one ``chat.completion``
-object, or server-sent events: a role chunk, content chunks, a finish chunk, a usage chunk
-only when ``stream_options.include_usage`` is true, then ``data: [DONE]``, with the same
-``id`` and ``created`` on every chunk. Errors use OpenAI's error object.
-
-A stream that breaks after text was sent ends with ``data: {"error": {...}}`` and no
-``[DONE]``: the ``openai`` client raises on it, so a cut answer never passes as complete.
-
-Chunks are built from precomputed prefix/suffix strings around one ``json.dumps`` of the
-text: the per-chunk cost is that dump and one write.
+Replies are shaped exactly like OpenAI's (see PROTOCOLS.md) by the encoders in
+``encoders.py`` (:class:`OpenAISSE`, :func:`openai_json`); the request body is declared in
+``openai_bodies.py``; ``relay.answer`` runs the reply. Errors use OpenAI's error object.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from src.llm.errors import StreamInterrupted
 from src.llm.stream import ReplyStream
 
-from .bodies import (
-    optional_bool,
-    optional_int,
-    optional_number,
-    optional_object,
-    read_json_object,
-    reject_tools,
-    required_messages,
-    required_model,
-)
-from .errors import JSON_TYPE, ApiError, openai_error_body
-from .relay import (
-    chunks_of,
-    close_chunks,
-    collect,
-    finish_reason,
-    finished,
-    interrupted,
-    open_reply,
-)
+from .bodies import parse_body
+from .encoders import Collected, OpenAISSE, openai_json
+from .errors import JSON_TYPE, ApiError
+from .openai_bodies import ChatCompletionBody
+from .relay import answer
 from .state import ConductorState
 
-SSE_TYPE = "text/event-stream"
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
-
-# Fields read here, or meaningless for a relay (accounts, storage, billing tiers).
-_HANDLED = frozenset({
-    "model", "messages", "stream", "stream_options", "n", "max_tokens",
-    "max_completion_tokens", "tools", "tool_choice", "functions", "function_call",
-    "user", "store", "metadata", "service_tier", "parallel_tool_calls", "logit_bias",
-    "logprobs", "top_logprobs", "modalities", "audio", "prediction",
-})
-
-
-def chat_options(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The LLM options of a chat request; unknown sampling fields pass through as extras."""
-    n = optional_int(body.get("n"), "n")
-    if n is not None and n != 1:
-        raise ApiError(400, f"n must be 1: DEMI returns exactly one choice (got {n})",
-                       param="n", code="unsupported_value")
-    reject_tools(body.get("tools"))
-    reject_tools(body.get("functions"))
-    options: dict[str, Any] = {}
-    for key, value in body.items():
-        if value is not None and key not in _HANDLED:
-            options[key] = value
-    optional_number(options.get("top_p"), "top_p")
-    optional_int(options.get("seed"), "seed")
-    max_tokens = body.get("max_completion_tokens")
-    name = "max_completion_tokens"
-    if max_tokens is None:
-        max_tokens, name = body.get("max_tokens"), "max_tokens"
-    if max_tokens is not None:
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ApiError(400, f"{name} must be a positive integer", param=name,
-                           code="invalid_value")
-        options["max_tokens"] = max_tokens
-    return options
 
 
 def normalize_messages(messages: list[Any]) -> list[Any]:
@@ -145,109 +85,16 @@ class OpenAIRoutes:
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         state = self.state
-        body = await read_json_object(request, state.max_body)
-        self._check_model(required_model(body))
-        messages = normalize_messages(required_messages(body))
-        stream = optional_bool(body, "stream", False)
-        include_usage = False
-        stream_options = optional_object(body.get("stream_options"), "stream_options")
-        if stream_options is not None:
-            include_usage = optional_bool(stream_options, "include_usage", False)
-        options = chat_options(body)
-        if stream:
-            reply = await open_reply(state, messages, options)
-            return await self._stream(request, reply, include_usage)
-        return await self._whole(messages, options)
+        body = await parse_body(request, state.max_body, ChatCompletionBody)
+        self._check_model(body.model)
+        messages = normalize_messages([m.as_dict() for m in body.messages])
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
-    async def _whole(self, messages: list[Any], options: dict[str, Any]) -> web.Response:
-        state = self.state
-        got = await collect(state, messages, options)
-        final = got.final
-        prompt = final.prompt_tokens or 0
-        completion = final.completion_tokens or 0
-        payload = {
-            "id": state.next_id("chatcmpl-"),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": got.model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": got.text},
-                "logprobs": None,
-                "finish_reason": finish_reason(final.finish_reason),
-            }],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                      "total_tokens": prompt + completion},
-        }
-        return web.Response(
-            body=_dumps(payload).encode(),
-            headers=state.headers(got.reply.provider, got.reply.fallback_used, JSON_TYPE),
-        )
+        def sse(reply: ReplyStream) -> OpenAISSE:
+            return OpenAISSE(state.next_id("chatcmpl-"), reply.model, include_usage)
 
-    async def _stream(
-        self, request: web.Request, reply: ReplyStream, include_usage: bool
-    ) -> web.StreamResponse:
-        state = self.state
-        head = (
-            'data: {"id":"' + state.next_id("chatcmpl-")
-            + '","object":"chat.completion.chunk","created":' + str(int(time.time()))
-            + ',"model":' + _dumps(reply.model) + ',"choices":['
-        )
-        text_head = head + '{"index":0,"delta":{"content":'
-        text_tail = '},"finish_reason":null}]}\n\n'
-        pending = head + '{"index":0,"delta":{"role":"assistant","content":""}' + text_tail[1:]
-        resp = web.StreamResponse(headers=state.headers(reply.provider, reply.fallback_used,
-                                                        SSE_TYPE))
-        chunks = chunks_of(reply)
-        try:
-            await resp.prepare(request)
-            async for chunk in chunks:
-                if chunk.text:
-                    # The role chunk rides with the first text: one write, not two.
-                    out = pending + text_head + _dumps(chunk.text) + text_tail
-                    await resp.write(out.encode())
-                    pending = ""
-                if chunk.done:
-                    tail = pending + head + '{"index":0,"delta":{},"finish_reason":"' \
-                        + finish_reason(chunk.finish_reason) + '"}]}\n\n'
-                    if include_usage:
-                        p, c = chunk.prompt_tokens or 0, chunk.completion_tokens or 0
-                        tail += (head + '],"usage":{"prompt_tokens":' + str(p)
-                                 + ',"completion_tokens":' + str(c)
-                                 + ',"total_tokens":' + str(p + c) + "}}\n\n")
-                    await resp.write_eof((tail + "data: [DONE]\n\n").encode())
-                    finished(state, reply)
-                    return resp
-            raise StreamInterrupted(reply.display_name, "the reply ended early", 0)
-        except StreamInterrupted as exc:
-            interrupted(state, reply, exc, "the client gets an error event, not a cut answer")
-            err = ApiError(502, str(exc), code="stream_interrupted", type="server_error")
-            await _end_with_error(resp, err)
-        except (ConnectionResetError, BrokenPipeError):
-            state.logger.debug("Client went away during a %s stream", reply.display_name)
-        except Exception as exc:
-            if not resp.prepared:
-                raise  # nothing sent yet: the middleware answers with a proper error
-            state.logger.error("Unexpected %s while streaming a %s reply",
-                               type(exc).__name__, reply.display_name)
-            err = ApiError(503, f"DEMI hit an internal error ({type(exc).__name__}) while "
-                           "streaming; the answer is incomplete", code="internal_error",
-                           type="server_error")
-            await _end_with_error(resp, err)
-        finally:
-            await close_chunks(chunks, reply)
-        return resp
+        def whole(got: Collected) -> bytes:
+            return openai_json(got, state.next_id("chatcmpl-"))
 
-
-async def _end_with_error(resp: web.StreamResponse, err: ApiError) -> None:
-    """A terminal error event and the end of the body, without ``[DONE]``.
-
-    The HTTP response itself ends cleanly, so the client's pooled connection stays usable.
-    Best effort: the client may already be gone.
-    """
-    if not resp.prepared:
-        return
-    try:
-        await resp.write_eof(b"data: " + _dumps(openai_error_body(err)).encode() + b"\n\n")
-    except (ConnectionResetError, BrokenPipeError):
-        pass
+        return await answer(state, request, messages, body.options(),
+                            stream=sse if body.stream else None, whole=whole)

@@ -1,12 +1,16 @@
-"""Between an HTTP handler and ``UnifiedLLMInference``: open a reply, drain it, map errors.
+"""Between an HTTP handler and ``UnifiedLLMInference``: the one reply pipeline.
 
-Both protocol modules go through here, so the rules live once:
+Both protocol modules go through :func:`answer`, handing it the encoders of their wire
+format (``encoders.py``), so the rules live once:
 
 * the LLM layer's errors become :class:`ApiError` (a caller's mistake is a 400, every
-  provider failing is a 503 carrying ``AllProvidersFailed``'s text);
+  provider failing is a 503 carrying ``AllProvidersFailed``'s text, a closed LLM is a 503
+  "shutting down"); anything else is a DEMI bug and reaches the middleware as a 500;
 * failover, time to first token and latency are counted in the metrics;
 * the upstream stream is always closed, whether the reply finished, broke, or the client
-  went away (cancellation included).
+  went away (cancellation included);
+* a stream that breaks after it started ends with the protocol's error event (never a cut
+  answer passing as complete); a DEMI bug there is logged with its traceback.
 
 The model name is never passed down: each provider uses its own configured model.
 """
@@ -14,22 +18,86 @@ The model name is never passed down: each provider uses its own configured model
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, cast
 
-from src.llm.errors import AllProvidersFailed, RequestError, StreamInterrupted
+from aiohttp import web
+
+from src.llm.errors import AllProvidersFailed, Closed, RequestError, StreamInterrupted
 from src.llm.stream import ReplyStream
 from src.llm.types import ChatChunk
 
-from .errors import ApiError
+from .encoders import Collected, StreamEncoder
+from .errors import JSON_TYPE, ApiError, internal_error, log_bug
 from .state import ConductorState
 
-FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})
+WholeEncoder = Callable[[Collected], bytes]
+StreamEncoderFactory = Callable[[ReplyStream], StreamEncoder]
 
 
-def finish_reason(reason: str | None) -> str:
-    """OpenAI's and Ollama's finish reasons are ``stop`` and ``length``; anything else is stop."""
-    return reason if reason in FINISH_REASONS else "stop"
+async def answer(
+    state: ConductorState, request: web.Request, messages: Sequence[Any],
+    options: Mapping[str, Any], *, stream: StreamEncoderFactory | None, whole: WholeEncoder,
+    whole_type: str = JSON_TYPE,
+) -> web.StreamResponse:
+    """Serve one chat request: streamed with ``stream``'s encoder if given, else whole."""
+    if stream is not None:
+        reply = await open_reply(state, messages, options)
+        return await stream_reply(state, request, reply, stream(reply))
+    got = await collect(state, messages, options)
+    return web.Response(
+        body=whole(got), headers=state.headers(got.reply.provider, got.reply.fallback_used,
+                                                whole_type),
+    )
+
+
+async def stream_reply(
+    state: ConductorState, request: web.Request, reply: ReplyStream, encoder: StreamEncoder,
+) -> web.StreamResponse:
+    """Write ``reply`` as ``encoder`` says, chunk by chunk; the one stream skeleton."""
+    resp = web.StreamResponse(
+        headers=state.headers(reply.provider, reply.fallback_used, encoder.content_type)
+    )
+    chunks = chunks_of(reply)
+    try:
+        await resp.prepare(request)
+        async for chunk in chunks:
+            if chunk.done:
+                await resp.write_eof(encoder.final(chunk))
+                finished(state, reply)
+                return resp
+            if chunk.text:
+                await resp.write(encoder.text(chunk.text))
+        raise StreamInterrupted(reply.display_name, "the reply ended early", 0)
+    except StreamInterrupted as exc:
+        interrupted(state, reply, exc, "the client gets an error event, not a cut answer")
+        err = ApiError(502, str(exc), code="stream_interrupted", type="server_error")
+        await _end_with_error(resp, encoder.error(err))
+    except (ConnectionResetError, BrokenPipeError):
+        state.logger.debug("Client went away during a %s stream", reply.display_name)
+    except Exception as exc:
+        if not resp.prepared:
+            raise  # nothing sent yet: the middleware answers with a proper error
+        log_bug(state.logger, exc, f"while streaming a {reply.display_name} reply")
+        err = internal_error(exc, "while streaming; the answer is incomplete")
+        await _end_with_error(resp, encoder.error(err))
+    finally:
+        await close_chunks(chunks, reply)
+    return resp
+
+
+async def _end_with_error(resp: web.StreamResponse, event: bytes) -> None:
+    """A terminal error event and the end of the body.
+
+    The HTTP response itself ends cleanly, so the client's pooled connection stays usable.
+    Best effort: the client may already be gone.
+    """
+    if not resp.prepared:
+        return
+    try:
+        await resp.write_eof(event)
+    except (ConnectionResetError, BrokenPipeError):
+        pass
 
 
 async def open_reply(
@@ -44,13 +112,11 @@ async def open_reply(
     except AllProvidersFailed as exc:
         state.metrics.all_failed(exc.errors)
         raise ApiError(503, str(exc), code="all_providers_failed", type="server_error") from None
-    except RuntimeError as exc:
-        if "closed" not in str(exc):
-            raise
+    except Closed:
         raise ApiError(503, "DEMI is shutting down: send the request again once it is back",
                        code="shutting_down", type="server_error") from None
     state.metrics.reply_opened(
-        reply.provider, reply.fallback_used, reply.time_to_first_token, reply.attempts
+        reply.provider, reply.fallback_used, reply.time_to_first_token, reply.errors
     )
     return reply
 
@@ -79,21 +145,6 @@ def interrupted(
     state.metrics.interrupted(reply.provider, exc.__cause__)
     state.logger.warning("%s reply broke after %d characters; %s", reply.display_name,
                          exc.delivered_chars, outcome)
-
-
-class Collected:
-    """A whole reply, for the non-streaming endpoints."""
-
-    __slots__ = ("final", "reply", "text")
-
-    def __init__(self, reply: ReplyStream, text: str, final: ChatChunk) -> None:
-        self.reply = reply
-        self.text = text
-        self.final = final
-
-    @property
-    def model(self) -> str:
-        return self.final.model or self.reply.model
 
 
 async def collect(

@@ -1,8 +1,7 @@
 """Serving the conductor: :func:`serve` runs the HTTP API until SIGINT/SIGTERM.
 
-``python -m src.conductor`` (the CLI) calls :func:`serve`; ``python -m src.conductor.server
-[--port N] [--config PATH]`` is a minimal runner of its own, useful for debugging and for
-the end-to-end tests.
+``python -m src.conductor serve`` (the typer CLI, ``commands/serve.py``) calls
+:func:`serve`; it is the one command line.
 
 Shutdown, on the first SIGINT or SIGTERM: stop accepting connections, let in-flight
 requests and streams finish for up to ``conductor.shutdown_grace`` seconds (then cancel
@@ -11,27 +10,21 @@ them), close the LLM's sessions, return 0. A second signal stops at once.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
 import signal
-import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
 
-from src.llm.errors import ConfigError
+from src.core.config import DemiConfig
 from src.llm.inference import UnifiedLLMInference
-
-# isort: split
-from src.core.config import DemiConfig, load_config
-from src.core.logsetup import setup_logging
 
 from .app import LOGGER_NAME, STATE_KEY, create_app
 
-__all__ = ["LOGGER_NAME", "STATE_KEY", "create_app", "example_curl", "main", "serve"]
+__all__ = ["LOGGER_NAME", "STATE_KEY", "create_app", "example_curl", "serve"]
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -184,30 +177,3 @@ async def _force_stop(runner: web.AppRunner, llm: UnifiedLLMInference) -> None:
             conn.force_close()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(llm.close(), 2.0)  # a hung upstream must not hold the exit
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m src.conductor.server``: load the config and serve."""
-    parser = argparse.ArgumentParser(
-        prog="python -m src.conductor.server", description="Serve DEMI's HTTP API."
-    )
-    parser.add_argument("--config", help="YAML file laid over the defaults (or $DEMI_CONFIG)")
-    parser.add_argument("--host", help="address to listen on (conductor.host)")
-    parser.add_argument("--port", type=int, help="port to listen on (conductor.port)")
-    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config, overrides={
-            "conductor.host": args.host, "conductor.port": args.port,
-            "logging.level": args.log_level,
-        })
-        logger = setup_logging(config.logging)
-        return asyncio.run(serve(config, logger))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-

@@ -12,10 +12,8 @@ import os
 import time
 from importlib import metadata
 
-from src.llm.inference import UnifiedLLMInference
-
-# isort: split
 from src.core.config import DemiConfig
+from src.llm.inference import UnifiedLLMInference
 
 from .metrics import Metrics
 from .models import ModelCatalog, configured_models

@@ -5,7 +5,7 @@ or ``--config``) → ``.env`` in the working directory → environment variables
 command-line overrides. ``os.environ`` is never modified.
 
 Every error names the key, the bad value, where it came from and what is accepted, and is
-raised as :class:`~src.llm.errors.ConfigError`.
+raised as :class:`~src.core.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -14,14 +14,23 @@ import copy
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
 
-from src.llm.errors import ConfigError
+from .errors import ConfigError
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.yaml")
 
@@ -61,10 +70,10 @@ class _Server(BaseModel):
 
     model_config = _STRICT
     base_url: str
-    timeout: Seconds = Field(30, gt=0)
-    temperature: float = Field(0.7, ge=0, le=2)
-    context_window: int = Field(8192, ge=256)
-    region: str | None = None
+    timeout: Seconds = Field(gt=0)
+    temperature: float = Field(ge=0, le=2)
+    context_window: int = Field(ge=256)
+    region: str | None
 
     @field_validator("base_url")
     @classmethod
@@ -73,74 +82,88 @@ class _Server(BaseModel):
 
 
 class OllamaConfig(_Server):
-    base_url: str = "http://localhost:11434"
-    model: str = Field("llama3.2:1b", min_length=1)
-    keep_alive: str | float | None = None
+    model: str = Field(min_length=1)
+    keep_alive: str | float | None
 
 
 class LMStudioConfig(_Server):
-    base_url: str = "http://localhost:1234"
-    model: str | None = None
-    api_key: str = "lm-studio"
+    model: str | None
+    api_key: str
 
 
 class OpenAICompatConfig(_Server):
-    """An extra OpenAI-compatible server in ``llm.providers``."""
+    """An extra OpenAI-compatible server in ``llm.providers``.
+
+    The one exception to "defaults live in ``defaults.yaml``": a YAML list cannot carry
+    defaults for its entries, so an entry's optional keys default here (the values the
+    commented example in ``defaults.yaml`` shows).
+    """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     model: str | None = None
     api_key: str = "none"
+    timeout: Seconds = Field(30, gt=0)
+    temperature: float = Field(0.7, ge=0, le=2)
+    context_window: int = Field(8192, ge=256)
+    region: str | None = None
 
 
 class EmbeddedConfig(BaseModel):
     model_config = _STRICT
-    enabled: bool = True
-    model_path: str | None = None
-    cache_dir: str | None = None
-    context_window: int = Field(2048, ge=256)
-    threads: int = Field(2, ge=1, le=64)
-    max_tokens: int = Field(256, ge=1)
-    temperature: float = Field(0.7, ge=0, le=2)
-    queue_size: int = Field(8, ge=1)
-    load_wait: float = Field(60, ge=0)
-    restart_backoff: float = Field(0.5, gt=0)
-    restart_backoff_max: float = Field(30, gt=0)
-    stable_after: float = Field(60, ge=0)
-    start_timeout: float = Field(300, gt=0)
-    region: str | None = None
+    enabled: bool
+    model_path: str | None
+    cache_dir: str | None
+    context_window: int = Field(ge=256)
+    threads: int = Field(ge=1, le=64)
+    max_tokens: int = Field(ge=1)
+    temperature: float = Field(ge=0, le=2)
+    queue_size: int = Field(ge=1)
+    load_wait: Seconds = Field(ge=0)
+    restart_backoff: Seconds = Field(gt=0)
+    restart_backoff_max: Seconds = Field(gt=0)
+    stable_after: Seconds = Field(ge=0)
+    start_timeout: Seconds = Field(gt=0)
+    region: str | None
+
+
+def _frozen_affinity(value: Mapping[str, tuple[str, ...]]) -> Mapping[str, tuple[str, ...]]:
+    return MappingProxyType(dict(value))
 
 
 class RoutingConfig(BaseModel):
     model_config = _STRICT
-    strategy: Literal["failover", "round_robin", "nearest", "quality", "canary", "affinity"] = (
-        "failover"
-    )
-    region: str | None = None
-    canary_provider: str | None = None
-    canary_percent: float = Field(0, ge=0, le=100)
-    affinity: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    strategy: Literal["failover", "round_robin", "nearest", "quality", "canary", "affinity"]
+    region: str | None
+    canary_provider: str | None
+    canary_percent: float = Field(ge=0, le=100)
+    affinity: Annotated[Mapping[str, tuple[str, ...]], AfterValidator(_frozen_affinity)]
+    """Read-only (a ``MappingProxyType``): the config is frozen all the way down."""
+
+    @field_serializer("affinity")
+    def _plain_affinity(self, value: Mapping[str, tuple[str, ...]]) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in value.items()}
 
 
 class LLMConfig(BaseModel):
     model_config = _STRICT
-    provider: str = "ollama"
-    enable_fallback: bool = True
-    ollama: OllamaConfig = OllamaConfig()
-    lmstudio: LMStudioConfig = LMStudioConfig()
-    health_check_interval: Seconds = Field(60, gt=0)
-    health_check_timeout: Seconds = Field(2, gt=0)
-    health_check_wait: Seconds = Field(0.1, ge=0)
-    probe_interval: Seconds = Field(0.5, gt=0)
-    probe_backoff_max: Seconds = Field(30, gt=0)
-    recovery_successes: int = Field(2, ge=1)
-    failure_threshold: int = Field(1, ge=1)
-    connect_timeout: Seconds = Field(2, gt=0)
-    read_idle_timeout: Seconds = Field(30, gt=0)
-    max_tokens: int = Field(1024, ge=1)
-    order: tuple[str, ...] = ()
-    routing: RoutingConfig = RoutingConfig()
-    embedded: EmbeddedConfig = EmbeddedConfig()
-    providers: tuple[OpenAICompatConfig, ...] = ()
+    provider: str
+    enable_fallback: bool
+    ollama: OllamaConfig
+    lmstudio: LMStudioConfig
+    health_check_interval: Seconds = Field(gt=0)
+    health_check_timeout: Seconds = Field(gt=0)
+    health_check_wait: Seconds = Field(ge=0)
+    probe_interval: Seconds = Field(gt=0)
+    probe_backoff_max: Seconds = Field(gt=0)
+    recovery_successes: int = Field(ge=1)
+    failure_threshold: int = Field(ge=1)
+    connect_timeout: Seconds = Field(gt=0)
+    read_idle_timeout: Seconds = Field(gt=0)
+    max_tokens: int = Field(ge=1)
+    order: tuple[str, ...]
+    routing: RoutingConfig
+    embedded: EmbeddedConfig
+    providers: tuple[OpenAICompatConfig, ...]
 
     def provider_names(self) -> tuple[str, ...]:
         """Every provider name that is configured (whether or not it is in the chain)."""
@@ -152,17 +175,17 @@ class LLMConfig(BaseModel):
 
 class ConductorConfig(BaseModel):
     model_config = _STRICT
-    host: str = "127.0.0.1"
-    port: int = Field(8420, ge=0, le=65535)
-    model_aliases: tuple[str, ...] = ("demi",)
-    max_body_bytes: int = Field(1_048_576, ge=1024)
-    shutdown_grace: Seconds = Field(10, ge=0)
+    host: str
+    port: int = Field(ge=0, le=65535)
+    model_aliases: tuple[str, ...]
+    max_body_bytes: int = Field(ge=1024)
+    shutdown_grace: Seconds = Field(ge=0)
 
 
 class LoggingConfig(BaseModel):
     model_config = _STRICT
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    format: str = "[%(levelname)s] %(message)s"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+    format: str
 
     @field_validator("level", mode="before")
     @classmethod
@@ -171,12 +194,23 @@ class LoggingConfig(BaseModel):
 
 
 class DemiConfig(BaseModel):
-    """The whole configuration, as ``defaults.yaml`` lays it out."""
+    """The whole configuration, as ``defaults.yaml`` lays it out.
+
+    Defaults live in one place, ``defaults.yaml``: these models declare only types and
+    bounds (every key is required), so a default missing from the YAML fails at start-up
+    instead of silently taking a second value from code. Exceptions: the entries of
+    ``llm.providers`` (see :class:`OpenAICompatConfig`) and ``llm.embedded``'s fields.
+    """
 
     model_config = _STRICT
-    llm: LLMConfig = LLMConfig()
-    conductor: ConductorConfig = ConductorConfig()
-    logging: LoggingConfig = LoggingConfig()
+    llm: LLMConfig
+    conductor: ConductorConfig
+    logging: LoggingConfig
+
+    @classmethod
+    def defaults(cls) -> DemiConfig:
+        """The built-in configuration, ``defaults.yaml`` alone."""
+        return cls.from_mapping({})
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "config") -> DemiConfig:
@@ -293,6 +327,10 @@ def _describe(exc: ValidationError, sources: Mapping[str, str], file_source: str
         origin = sources.get(key, file_source)
         if err["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key (from {origin}); remove it or check its spelling")
+            continue
+        if err["type"] == "missing":
+            lines.append(f"  {key}: missing (from {origin}); every key needs a value, see "
+                         "defaults.yaml")
             continue
         accepted = err["msg"]
         ctx = err.get("ctx") or {}

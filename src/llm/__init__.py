@@ -3,10 +3,9 @@
 Start at :class:`UnifiedLLMInference` in ``inference.py``.
 """
 
-from typing import TYPE_CHECKING, Any
-
 from .errors import (
     AllProvidersFailed,
+    Closed,
     ConfigError,
     DemiError,
     ModelNotFound,
@@ -19,33 +18,16 @@ from .errors import (
     StreamInterrupted,
     UnknownProviderError,
 )
+from .inference import LMStudioInference, OllamaInference, UnifiedLLMInference
 from .provider import Provider
 from .types import ChatChunk, ChatRequest, ChatResult, HealthReport
-
-if TYPE_CHECKING:
-    from .inference import LMStudioInference, OllamaInference, UnifiedLLMInference
-
-_LAZY = {"LMStudioInference", "OllamaInference", "UnifiedLLMInference"}
-
-
-def __getattr__(name: str) -> Any:
-    """Import the inference classes on first use.
-
-    ``src.core.config`` imports ``src.llm.errors``; importing ``inference`` eagerly here
-    would make that a cycle (inference needs the config classes).
-    """
-    if name in _LAZY:
-        from . import inference
-
-        return getattr(inference, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 __all__ = [
     "AllProvidersFailed",
     "ChatChunk",
     "ChatRequest",
     "ChatResult",
+    "Closed",
     "ConfigError",
     "DemiError",
     "HealthReport",

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from dataclasses import dataclass
+
+from src.core.config import LLMConfig
 
 from .clock import Clock
 
@@ -35,24 +38,36 @@ Listener = Callable[[str, BreakerState, BreakerState, str], None]
 """Called as ``listener(provider, old_state, new_state, reason)`` on every transition."""
 
 
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """When a breaker opens and closes: a value built once from the config, shared by all."""
+
+    failure_threshold: int
+    recovery_successes: int
+    probe_interval: float
+    backoff_max: float
+
+    @classmethod
+    def from_config(cls, llm: LLMConfig) -> BreakerPolicy:
+        return cls(
+            failure_threshold=llm.failure_threshold,
+            recovery_successes=llm.recovery_successes,
+            probe_interval=llm.probe_interval,
+            backoff_max=llm.probe_backoff_max,
+        )
+
+
 class CircuitBreaker:
     def __init__(
-        self,
-        name: str,
-        clock: Clock,
-        *,
-        failure_threshold: int = 1,
-        recovery_successes: int = 2,
-        probe_interval: float = 0.5,
-        backoff_max: float = 30.0,
-        listener: Listener | None = None,
+        self, name: str, clock: Clock, policy: BreakerPolicy, *, listener: Listener | None = None,
     ) -> None:
         self.name = name
         self._clock = clock
-        self.failure_threshold = failure_threshold
-        self.recovery_successes = recovery_successes
-        self.probe_interval = probe_interval
-        self.backoff_max = backoff_max
+        self.policy = policy
+        self.failure_threshold = policy.failure_threshold
+        self.recovery_successes = policy.recovery_successes
+        self.probe_interval = policy.probe_interval
+        self.backoff_max = policy.backoff_max
         self._listener = listener
         self.state = BreakerState.CLOSED
         self.failures = 0

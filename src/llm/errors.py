@@ -4,8 +4,8 @@ Every foreign error (``httpx``, ``aiohttp``, ``ollama``, JSON decoding, timeouts
 into this tree at the provider boundary, so the failover logic and the HTTP API only ever
 see these classes::
 
-    DemiError                      anything DEMI raises on purpose
-    ├── ConfigError                bad configuration; start-up stops (names key, value, fix)
+    DemiError                      anything DEMI raises on purpose (src.core.errors)
+    ├── ConfigError                bad configuration; start-up stops (src.core.errors)
     ├── UnknownProviderError       force_provider()/routing named a provider that is not configured
     ├── RequestError               the caller's own request is wrong (HTTP 400); never fails over
     ├── ProviderError              one provider could not serve a request; fails over
@@ -16,23 +16,21 @@ see these classes::
     │   ├── ProviderResponseError  5xx, malformed or truncated reply, error line mid-stream
     │   └── EmbeddedModelLoading   the embedded model is still loading (not a health failure)
     ├── AllProvidersFailed         every provider in the chain failed (the guide's messages)
-    └── StreamInterrupted          a stream broke after text already reached the caller
+    ├── StreamInterrupted          a stream broke after text already reached the caller
+    └── Closed                     the LLM layer was closed (shutting down); ask again later
+
+Anything else escaping the LLM layer (a ``TypeError``, a ``KeyError``) is a DEMI bug: no
+provider catches it, so it never counts against a provider's health or triggers failover.
 
 ``ProviderError.retryable`` says whether the next provider should be tried. Only the
-provider modules construct ``ProviderError``; only ``router`` builds ``AllProvidersFailed``.
+provider modules construct ``ProviderError``; only ``report.py`` builds ``AllProvidersFailed``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-
-class DemiError(Exception):
-    """Base class of every error DEMI raises on purpose."""
-
-
-class ConfigError(DemiError):
-    """The configuration is invalid. The message names the key, the bad value and the fix."""
+from src.core.errors import ConfigError, DemiError
 
 
 class UnknownProviderError(DemiError, ValueError):
@@ -139,8 +137,13 @@ class StreamInterrupted(DemiError):
         )
 
 
+class Closed(DemiError, RuntimeError):
+    """The LLM layer was closed (DEMI is shutting down); no new request is accepted."""
+
+
 __all__ = [
     "AllProvidersFailed",
+    "Closed",
     "ConfigError",
     "DemiError",
     "EmbeddedModelLoading",

@@ -8,39 +8,35 @@ Studio, extra OpenAI-compatible servers, then the embedded model, always last).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from src.core.config import DemiConfig, LLMConfig
 
-from .provider import Provider
+from .provider import Provider, Timeouts
 from .providers.lmstudio import LMStudioInference
 from .providers.ollama import OllamaInference
 from .providers.openai_compat import OpenAICompatProvider
+from .report import EMBEDDED, LMSTUDIO, OLLAMA
 
 
 def build_providers(config: DemiConfig, logger: logging.Logger) -> dict[str, Provider]:
     """One provider object per configured provider, keyed by name."""
     llm = config.llm
-    common: dict[str, Any] = {
-        "connect_timeout": llm.connect_timeout,
-        "read_idle_timeout": llm.read_idle_timeout,
-        "health_timeout": llm.health_check_timeout,
-    }
+    timeouts = Timeouts.from_config(llm)
     providers: dict[str, Provider] = {
-        "ollama": OllamaInference(llm.ollama, **common),
-        "lmstudio": LMStudioInference(llm.lmstudio, **common),
+        OLLAMA: OllamaInference(llm.ollama, timeouts),
+        LMSTUDIO: LMStudioInference(llm.lmstudio, timeouts),
     }
     for extra in llm.providers:
         providers[extra.name] = OpenAICompatProvider(
             extra.name, extra.name, base_url=extra.base_url, model=extra.model,
             api_key=extra.api_key, first_token_timeout=extra.timeout,
             temperature=extra.temperature, context_window=extra.context_window,
-            region=extra.region, **common,
+            timeouts=timeouts, region=extra.region,
         )
     if llm.embedded.enabled:
         embedded = _build_embedded(config, logger)
         if embedded is not None:
-            providers["embedded"] = embedded
+            providers[EMBEDDED] = embedded
     return providers
 
 
@@ -55,9 +51,7 @@ def _build_embedded(config: DemiConfig, logger: logging.Logger) -> Provider | No
     return EmbeddedProvider(
         config.llm.embedded,
         first_token_timeout=max(config.llm.ollama.timeout, config.llm.lmstudio.timeout),
-        read_idle_timeout=config.llm.read_idle_timeout,
-        connect_timeout=config.llm.connect_timeout,
-        health_timeout=config.llm.health_check_timeout,
+        timeouts=Timeouts.from_config(config.llm),
         logger=logger,
     )
 
@@ -67,10 +61,10 @@ def resolve_chain(llm: LLMConfig, available: list[str]) -> list[str]:
     if llm.order:
         chain = [n for n in llm.order if n in available]
     else:
-        rest = [n for n in available if n != llm.provider and n != "embedded"]
+        rest = [n for n in available if n != llm.provider and n != EMBEDDED]
         chain = [llm.provider, *rest]
-        if "embedded" in available and llm.provider != "embedded":
-            chain.append("embedded")
+        if EMBEDDED in available and llm.provider != EMBEDDED:
+            chain.append(EMBEDDED)
     chain = [n for n in chain if n in available]
     if not llm.enable_fallback:
         chain = chain[:1]

@@ -8,8 +8,8 @@ whether or not messages arrive.
 Two rules keep checks cheap: at most one probe per provider is in flight at any time (a
 second caller joins the first), and a message waits for a probe only briefly
 (``health_check_wait``), so a black-holed provider never adds its timeout to every message.
-What a report means for traffic is decided by the ``on_report`` callback (the breaker), not
-here.
+What a report means for traffic is decided by the pool that owns the provider's state
+(:meth:`ProviderPool.record_report`), not here; the monitor owns only its probe tasks.
 """
 
 from __future__ import annotations
@@ -18,89 +18,73 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from .breaker import CircuitBreaker
 from .clock import Clock
-from .provider import Provider
-from .stats import ProviderStats
+from .pool import ProviderPool, ProviderState
 from .types import HealthReport
 
 
-@dataclass(slots=True, eq=False)
-class ProviderState:
-    """Everything DEMI tracks about one provider."""
-
-    provider: Provider
-    breaker: CircuitBreaker
-    stats: ProviderStats = field(default_factory=ProviderStats)
-    report: HealthReport | None = None
-    checked_at: float | None = None
-    checked_wall: float | None = None
-    probe_started: float | None = None
-    probe_task: asyncio.Task[HealthReport] | None = None
-    last_error: str | None = None
-
-    @property
-    def usable(self) -> bool:
-        """Traffic may go here now: breaker closed and not known to be still loading."""
-        loading = self.report is not None and self.report.loading
-        return self.breaker.allows_traffic and not loading
-
-
-ReportHandler = Callable[[ProviderState, HealthReport], None]
-
-
 class HealthMonitor:
+    """Runs the probes; the results go to the pool, which owns every provider's state."""
+
     def __init__(
         self,
-        states: dict[str, ProviderState],
+        pool: ProviderPool,
         clock: Clock,
         *,
         interval: Callable[[], float],
-        on_report: ReportHandler,
         logger: logging.Logger,
     ) -> None:
-        self._states = states
+        self._pool = pool
         self._clock = clock
         self._interval = interval
-        self._on_report = on_report
         self._log = logger
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._probes: dict[str, asyncio.Task[HealthReport]] = {}
+        self._probe_started: dict[str, float] = {}
 
     # -- probing -----------------------------------------------------------------------
+    def _in_flight(self, name: str) -> asyncio.Task[HealthReport] | None:
+        task = self._probes.get(name)
+        return task if task is not None and not task.done() else None
+
     def probe(self, name: str) -> asyncio.Task[HealthReport]:
         """Start a probe of ``name``, or return the one already in flight."""
-        st = self._states[name]
-        if st.probe_task is not None and not st.probe_task.done():
-            return st.probe_task
-        st.probe_started = self._clock.now()
-        st.probe_task = asyncio.get_running_loop().create_task(
-            self._run_probe(st), name=f"demi-health-{name}"
+        task = self._in_flight(name)
+        if task is not None:
+            return task
+        self._probe_started[name] = self._clock.now()
+        task = self._probes[name] = asyncio.get_running_loop().create_task(
+            self._run_probe(name), name=f"demi-health-{name}"
         )
-        return st.probe_task
+        return task
 
-    async def _run_probe(self, st: ProviderState) -> HealthReport:
-        report = await st.provider.health()
-        st.report = report
-        st.checked_at = self._clock.now()
-        st.checked_wall = self._clock.wall()
-        st.stats.record_probe(report.latency)
-        if not report.healthy:
-            st.last_error = report.error
+    async def _run_probe(self, name: str) -> HealthReport:
+        st = self._pool[name]
+        try:
+            report = await st.provider.health()
+        except Exception as exc:
+            # health() never raises by contract, so this is a DEMI bug, not the provider's
+            # failure: log it with its traceback and leave the provider's state alone.
+            self._log.error("Unexpected %s in the %s health check (a DEMI bug)",
+                            type(exc).__name__, name, exc_info=exc)
+            self._pool.checked_without_result(name)  # retried after the interval
+            return st.report or HealthReport(
+                healthy=False, latency=0.0, error=f"internal error ({type(exc).__name__})"
+            )
         self._log.debug(
-            "Health check %s: %s (%.1f ms)%s", st.provider.name,
+            "Health check %s: %s (%.1f ms)%s", name,
             "healthy" if report.healthy else "unhealthy", report.latency * 1000,
             f": {report.error}" if report.error else "",
         )
-        self._on_report(st, report)
+        self._pool.record_report(name, report)
         return report
 
     async def check(self, name: str, *, max_age: float | None = None) -> HealthReport:
         """A report no older than ``max_age`` (default: the cache interval); probes if stale."""
-        st = self._states[name]
+        st = self._pool[name]
         age_limit = self._interval() if max_age is None else max_age
         if (
             st.report is not None and st.checked_at is not None
@@ -110,12 +94,13 @@ class HealthMonitor:
         return await self.probe(name)
 
     async def check_all(self, *, max_age: float | None = None) -> dict[str, HealthReport]:
-        names = list(self._states)
+        names = list(self._pool)
         reports = await asyncio.gather(*(self.check(n, max_age=max_age) for n in names))
         return dict(zip(names, reports, strict=True))
 
-    def due_at(self, st: ProviderState) -> float:
+    def due_at(self, name: str) -> float:
         """When the next background probe of this provider is due."""
+        st: ProviderState = self._pool[name]
         if st.checked_at is None:
             return float("-inf")
         if st.report is not None and st.report.loading:
@@ -123,7 +108,7 @@ class HealthMonitor:
             return st.checked_at + st.breaker.probe_interval
         if st.breaker.allows_traffic:
             return st.checked_at + self._interval()
-        last = max(st.checked_at, st.probe_started or st.checked_at)
+        last = max(st.checked_at, self._probe_started.get(name, st.checked_at))
         return st.breaker.next_probe_at(last)
 
     async def maybe_probe(self, name: str, wait: float) -> None:
@@ -132,13 +117,10 @@ class HealthMonitor:
         Used per message while in fallback. A probe started long ago (a hung server) costs
         the message nothing; a quick one (a recovered server) is seen by this very message.
         """
-        st = self._states[name]
-        in_flight = st.probe_task is not None and not st.probe_task.done()
-        if not in_flight and self._clock.now() < self.due_at(st):
+        if self._in_flight(name) is None and self._clock.now() < self.due_at(name):
             return
         task = self.probe(name)
-        assert st.probe_started is not None
-        remaining = st.probe_started + wait - self._clock.now()
+        remaining = self._probe_started[name] + wait - self._clock.now()
         if remaining <= 0 or task.done():
             return
         with contextlib.suppress(TimeoutError):
@@ -158,19 +140,13 @@ class HealthMonitor:
     async def _loop(self) -> None:
         while True:
             now = self._clock.now()
-            for name, st in self._states.items():
-                if self.due_at(st) <= now:
+            for name in self._pool:
+                if self.due_at(name) <= now:
                     self.probe(name)
-            pending = [
-                st.probe_task for st in self._states.values()
-                if st.probe_task is not None and not st.probe_task.done()
-            ]
-            idle = [
-                st for st in self._states.values()
-                if st.probe_task is None or st.probe_task.done()
-            ]
+            pending = [t for t in map(self._in_flight, self._pool) if t is not None]
+            idle = [name for name in self._pool if self._in_flight(name) is None]
             # Providers with a probe in flight are re-planned when it finishes, not polled.
-            next_due = min((self.due_at(st) for st in idle), default=now + self._interval())
+            next_due = min((self.due_at(n) for n in idle), default=now + self._interval())
             delay = max(0.001, next_due - self._clock.now())
             self._wake.clear()
             sleeper = asyncio.ensure_future(self._clock.sleep(delay))
@@ -186,10 +162,7 @@ class HealthMonitor:
 
     async def stop(self) -> None:
         tasks: list[asyncio.Task[Any]] = [self._task] if self._task is not None else []
-        tasks += [
-            st.probe_task for st in self._states.values()
-            if st.probe_task is not None and not st.probe_task.done()
-        ]
+        tasks += [t for t in map(self._in_flight, self._pool) if t is not None]
         for task in tasks:
             if task is not None:
                 task.cancel()

@@ -22,10 +22,33 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import ClassVar
+
+from src.core.config import LLMConfig
 
 from .errors import ProviderResponseError
 from .types import ChatChunk, ChatRequest, HealthReport
+
+POOL_LIMIT = 256
+"""Connections one provider keeps open to its server at most (one pool per provider)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """The network bounds every server-backed provider shares; built once from the config.
+
+    Each provider's first-token bound is its own ``timeout`` key; these are the rest.
+    """
+
+    connect: float
+    read_idle: float
+    health: float
+
+    @classmethod
+    def from_config(cls, llm: LLMConfig) -> Timeouts:
+        return cls(connect=llm.connect_timeout, read_idle=llm.read_idle_timeout,
+                   health=llm.health_check_timeout)
 
 
 class Provider(abc.ABC):

@@ -26,7 +26,7 @@ def validate_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
         if not isinstance(message, Mapping):
             raise RequestError(f"messages[{i}] must be an object with role and content")
         role = message.get("role")
-        if role not in VALID_ROLES:
+        if not isinstance(role, str) or role not in VALID_ROLES:
             raise RequestError(
                 f"messages[{i}].role is {role!r}; expected one of {sorted(VALID_ROLES)}"
             )

@@ -40,7 +40,13 @@ class Strategy:
     name = "failover"
 
     def order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+        """The order to try providers in for one request (may advance internal state)."""
         return list(chain)
+
+    def preview(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+        """The order most requests get now, without side effects: what ``active_provider``
+        and the switch log lines report. Strategies that rotate or draw lots override it."""
+        return self.order(chain, ctx)
 
 
 class FailoverStrategy(Strategy):
@@ -60,6 +66,10 @@ class RoundRobinStrategy(Strategy):
         k = next(self._counter) % len(up)
         rotated = up[k:] + up[:k]
         return rotated + [n for n in chain if n not in ctx.available]
+
+    def preview(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+        """The rotation spreads load over equals; the chain order is the stable answer."""
+        return list(chain)
 
 
 class NearestStrategy(Strategy):
@@ -112,6 +122,13 @@ class CanaryStrategy(Strategy):
         if self._rand() * 100 < self.percent:
             return [self.canary, *rest]
         return [*rest, self.canary]
+
+    def preview(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+        """Where most requests start: the canary only when it gets more than half."""
+        if not self.canary or self.canary not in chain:
+            return list(chain)
+        rest = [n for n in chain if n != self.canary]
+        return [self.canary, *rest] if self.percent > 50 else [*rest, self.canary]
 
 
 class AffinityStrategy(Strategy):

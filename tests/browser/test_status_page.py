@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from src.conductor.app import create_app
 from src.llm.inference import UnifiedLLMInference
-from tests.fakes.launcher import FakeServer
+from src.testing.fakes.launcher import FakeServer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from src.testing.fakes.launcher import FakeServer
 from tests.cli.helpers import Demi
-from tests.fakes.launcher import FakeServer
 
 
 def pytest_configure(config: pytest.Config) -> None:

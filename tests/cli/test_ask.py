@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from src.testing.fakes.launcher import FakeServer
 from tests.cli.helpers import Demi, chat_messages
 from tests.fakes.fixtures import FakeServerFactory
-from tests.fakes.launcher import FakeServer
 
 
 def test_prints_the_answer(demi: Demi, fake_ollama: FakeServer) -> None:

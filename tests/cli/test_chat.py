@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from src.testing.fakes.launcher import FakeServer
 from tests.cli.helpers import Demi, chat_messages, table_rows
-from tests.fakes.launcher import FakeServer
 
 OLLAMA_REPLY = "Hello from fake-ollama."
 LMSTUDIO_REPLY = "Hello from fake-lmstudio."

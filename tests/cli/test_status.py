@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from src.testing.fakes.launcher import FakeServer
 from tests.cli.helpers import Demi, table_rows
 from tests.fakes.fixtures import FakeServerFactory
-from tests.fakes.launcher import FakeServer
 
 
 def test_both_up_shows_both_reachable_and_ollama_active(demi: Demi) -> None:

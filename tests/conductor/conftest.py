@@ -13,12 +13,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from src.llm.inference import UnifiedLLMInference
-
-# isort: split
 from src.conductor.server import create_app
+from src.llm.inference import UnifiedLLMInference
+from src.testing.fakes.launcher import FakeServer
 from tests.conductor.helpers import Conductor, conductor_config
-from tests.fakes.launcher import FakeServer
 
 
 def pytest_configure(config: pytest.Config) -> None:

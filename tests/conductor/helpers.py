@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from src.llm.inference import UnifiedLLMInference
-from tests.waiting import wait_until
-
-# isort: split
 from src.conductor.app import STATE_KEY
 from src.conductor.state import ConductorState
-from tests.fakes.launcher import FakeServer
+from src.llm.inference import UnifiedLLMInference
+from src.testing.fakes.launcher import FakeServer
 
 HI = [{"role": "user", "content": "hi"}]
 OLLAMA_MODEL = "llama3.2:1b"
@@ -67,13 +63,6 @@ class Conductor:
         body.setdefault("model", "demi")
         body.setdefault("messages", HI)
         return await self.client.post(path, json=body)
-
-
-async def wait_for(
-    cond: Callable[[], Any], what: str = "condition", limit: float = 10.0
-) -> None:
-    """Poll ``cond`` (sync or async) until truthy; fail after ``limit`` seconds (a hang guard)."""
-    await wait_until(cond, what, within=limit)
 
 
 def sse_events(text: str) -> list[str]:

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from tests.conductor.helpers import OLLAMA_REPLY, Conductor, wait_for
-from tests.fakes.launcher import FakeServer
+from src.testing.fakes.launcher import FakeServer
+from tests.conductor.helpers import OLLAMA_REPLY, Conductor
+from tests.waiting import wait_until
 
 
 async def test_health_is_200_while_serving(conductor: Conductor) -> None:
@@ -40,7 +41,7 @@ async def test_ready_follows_provider_health(
     async def ready() -> bool:
         return (await conductor.client.get("/health/ready?refresh=1")).status == 200
 
-    await wait_for(ready, "LM Studio to count as usable again")
+    await wait_until(ready, "LM Studio to count as usable again")
 
 
 async def test_status_reports_providers_and_history(

@@ -8,12 +8,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from src.llm.inference import UnifiedLLMInference
-
-# isort: split
 from src.conductor.server import create_app
+from src.llm.errors import Closed
+from src.llm.inference import UnifiedLLMInference
+from src.testing.fakes.launcher import FakeServer
 from tests.conductor.helpers import Conductor, conductor_config
-from tests.fakes.launcher import FakeServer
 
 SECRET = "zebra-secret-4711"
 
@@ -36,14 +35,33 @@ async def test_managed_app_starts_and_closes_the_llm(
         resp = await client.post("/v1/chat/completions", json={
             "model": "demi", "messages": [{"role": "user", "content": "hi"}]})
         assert resp.status == 200
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(Closed, match="closed"):
         await llm.open_stream([{"role": "user", "content": "hi"}])
 
 
-async def test_unexpected_exception_is_a_503_logged_without_content(
+async def test_a_closed_llm_is_a_503_shutting_down(
+    fake_ollama: FakeServer, fake_lmstudio: FakeServer
+) -> None:
+    """Requests arriving after the LLM closed get 503 shutting_down (typed Closed, no text
+    matching), on both faces."""
+    llm = UnifiedLLMInference(conductor_config(fake_ollama.url, fake_lmstudio.url))
+    app = create_app(llm, llm.config)
+    async with TestClient(TestServer(app)) as client:
+        await llm.close()
+        body = {"model": "demi", "messages": [{"role": "user", "content": "hi"}]}
+        resp = await client.post("/v1/chat/completions", json=body)
+        assert resp.status == 503
+        assert (await resp.json())["error"]["code"] == "shutting_down"
+        resp = await client.post("/api/chat", json=body)
+        assert resp.status == 503
+        assert "shutting down" in (await resp.json())["error"]
+
+
+async def test_unexpected_exception_is_a_500_logged_with_traceback_without_content(
     conductor: Conductor, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A bug below the handler becomes a shaped 503 (never 500), logged at ERROR sans content."""
+    """A bug below the handler is a shaped 500, logged at ERROR with its traceback; the
+    log line names the type, never the content."""
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise KeyError(SECRET)
@@ -52,18 +70,52 @@ async def test_unexpected_exception_is_a_503_logged_without_content(
     caplog.set_level(logging.DEBUG, logger="demi")
     body = {"model": "demi", "messages": [{"role": "user", "content": SECRET}]}
     resp = await conductor.client.post("/v1/chat/completions", json=body)
-    assert resp.status == 503
+    assert resp.status == 500
     err = (await resp.json())["error"]
     assert err["code"] == "internal_error"
     assert "KeyError" in err["message"]
     resp = await conductor.client.post("/api/chat", json=body)
-    assert resp.status == 503
+    assert resp.status == 500
     assert "KeyError" in (await resp.json())["error"]
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors and all("KeyError" in r.getMessage() for r in errors)
+    assert all(r.exc_info is not None for r in errors)
     assert all(SECRET not in r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
     monkeypatch.undo()
     assert (await conductor.chat()).status == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/chat"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_provider_bug_is_a_500_not_a_provider_failure(
+    conductor: Conductor, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+    path: str, stream: bool,
+) -> None:
+    """A provider raising TypeError (a DEMI bug) is a 500 with its traceback logged; the
+    provider's breaker and stats are untouched and no other provider is tried."""
+    ollama = conductor.llm.providers["ollama"]
+    lmstudio = conductor.llm.providers["lmstudio"]
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a bug in DEMI")
+
+    monkeypatch.setattr(ollama, "stream", broken)
+    tried: list[object] = []
+    monkeypatch.setattr(lmstudio, "stream", lambda *a, **k: tried.append(a) or broken())
+    caplog.set_level(logging.ERROR, logger="demi")
+    before = conductor.llm.provider_status("ollama")
+    resp = await conductor.chat(path, stream=stream)
+    assert resp.status == 500
+    body = await resp.json()
+    message = body["error"]["message"] if path.startswith("/v1") else body["error"]
+    assert "TypeError" in message
+    bugs = [r for r in caplog.records if "TypeError" in r.getMessage()]
+    assert bugs and bugs[0].exc_info is not None and bugs[0].exc_info[0] is TypeError
+    after = conductor.llm.provider_status("ollama")
+    assert after["circuit"] == before["circuit"] == "closed"
+    assert after["stats"]["failures"] == before["stats"]["failures"] == 0
+    assert after["last_error"] == before["last_error"]
+    assert tried == []  # no failover to LM Studio
 
 
 async def test_message_content_never_logged_at_info_or_above(

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from src.testing.fakes.launcher import FakeServer
 from tests.conductor.helpers import (
     HI,
     LMSTUDIO_MODEL,
@@ -16,7 +17,6 @@ from tests.conductor.helpers import (
     ndjson,
     upstream_chats,
 )
-from tests.fakes.launcher import FakeServer
 
 DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from src.testing.fakes.launcher import FakeServer
 from tests.conductor.helpers import (
     HI,
     LMSTUDIO_MODEL,
@@ -17,9 +18,8 @@ from tests.conductor.helpers import (
     sse_events,
     sse_json,
     upstream_chats,
-    wait_for,
 )
-from tests.fakes.launcher import FakeServer
+from tests.waiting import wait_until
 
 CHAT = "/v1/chat/completions"
 
@@ -311,7 +311,7 @@ async def test_stream_broken_after_text_ends_with_an_error_event(
     assert set(err) == {"message", "type", "param", "code"}
     assert "broke after" in err["message"]
     assert all(c["choices"][0].get("finish_reason") is None for c in chunks[:-1])
-    await wait_for(lambda: conductor.state.in_flight == 0, "the stream handler to finish")
+    await wait_until(lambda: conductor.state.in_flight == 0, "the stream handler to finish")
     # The same pooled connection serves the next request (Ollama's circuit is open now).
     assert (await conductor.chat()).status == 200
 
@@ -337,7 +337,7 @@ async def test_client_disconnect_mid_stream_ends_the_handler(
     first = await resp.content.readline()
     assert first.startswith(b"data: ")
     resp.close()
-    await wait_for(lambda: conductor.state.in_flight == 0, "the stream handler to finish")
+    await wait_until(lambda: conductor.state.in_flight == 0, "the stream handler to finish")
     fake_ollama.reset()
     await still_serving(conductor)
 
@@ -375,5 +375,5 @@ async def test_client_disconnect_while_waiting_ends_the_request(
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.5):
             await conductor.chat()
-    await wait_for(lambda: conductor.state.in_flight == 0, "the cancelled handler to finish")
+    await wait_until(lambda: conductor.state.in_flight == 0, "the cancelled handler to finish")
     await still_serving(conductor)

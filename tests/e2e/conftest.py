@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from src.testing.fakes.launcher import FakeServer
 from tests.e2e.helpers import ConductorProcess
-from tests.fakes.launcher import FakeServer
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,8 +1,7 @@
 """The conductor as a real process, for end-to-end tests.
 
-:class:`ConductorProcess` starts ``python -m src.conductor serve --port N`` (or, with
-``DEMI_E2E_ENTRY=server``, the server module's own runner ``python -m
-src.conductor.server``) in a scratch directory, configured only through environment
+:class:`ConductorProcess` starts ``python -m src.conductor serve --port N`` in a scratch
+directory, configured only through environment
 variables and a YAML file, so nothing from the developer's shell or ``.env`` leaks in.
 Readiness is a poll of ``GET /health``, never a fixed sleep.
 """
@@ -14,13 +13,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
-from tests.fakes.launcher import REPO_ROOT, free_port
+from src.testing.fakes.launcher import REPO_ROOT, free_port
+from tests.waiting import wait_until_sync
 
 START_TIMEOUT = 20.0
 OLLAMA_MODEL = "llama3.2:1b"
@@ -48,8 +47,6 @@ logging:
 
 
 def entry_command(port: int) -> list[str]:
-    if os.environ.get("DEMI_E2E_ENTRY") == "server":
-        return [sys.executable, "-m", "src.conductor.server", "--port", str(port)]
     return [sys.executable, "-m", "src.conductor", "serve", "--port", str(port)]
 
 
@@ -93,8 +90,7 @@ class ConductorProcess:
         return self
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
+        def answers() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(
@@ -102,12 +98,16 @@ class ConductorProcess:
                 )
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
+                    return bool(resp.status == 200)
             except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"conductor not ready within {START_TIMEOUT}s: {self.stderr()}")
+                return False
+
+        try:
+            wait_until_sync(answers, "the conductor to answer /health", within=START_TIMEOUT)
+        except AssertionError as exc:
+            if "timed out" not in str(exc):
+                raise
+            raise AssertionError(f"{exc}: {self.stderr()}") from None
 
     def get_json(self, path: str) -> Any:
         try:

@@ -20,8 +20,8 @@ import psutil
 import pytest
 from openai import OpenAI
 
+from src.testing.fakes.launcher import free_port
 from tests.e2e.helpers import ConductorProcess
-from tests.fakes.launcher import free_port
 from tests.integration.engines import needs_embedded
 
 pytestmark = [pytest.mark.integration, needs_embedded]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import ollama
 import openai
 import pytest
 
+from src.testing.fakes.launcher import FakeServer
 from tests.e2e.helpers import (
     HI,
     LMSTUDIO_MODEL,
@@ -16,7 +17,7 @@ from tests.e2e.helpers import (
     OLLAMA_REPLY,
     ConductorProcess,
 )
-from tests.fakes.launcher import FakeServer
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -31,16 +32,6 @@ async def ask(oai: openai.AsyncOpenAI) -> tuple[str, str, str]:
     raw = await oai.chat.completions.with_raw_response.create(model="demi", messages=HI)
     reply = raw.parse().choices[0].message.content or ""
     return raw.headers["x-demi-provider"], raw.headers["x-demi-fallback"], reply
-
-
-async def poll(cond: Callable[[], Awaitable[bool]], what: str, limit: float = 20.0) -> None:
-    """Poll ``cond`` until true; fail after ``limit`` seconds (a hang guard, not a timing test)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not await cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_primary_killed_and_restarted_between_requests(
@@ -60,7 +51,7 @@ async def test_primary_killed_and_restarted_between_requests(
     async def back_on_ollama() -> bool:
         return bool(demi.get_json("/status")["active_provider"] == "ollama")
 
-    await poll(back_on_ollama, "DEMI to switch back to Ollama")
+    await wait_until(back_on_ollama, "DEMI to switch back to Ollama")
     assert await ask(oai) == ("ollama", "false", OLLAMA_REPLY)
     status = demi.get_json("/status")
     assert status["switches"][-1]["reason"] == "Ollama recovered"
@@ -78,7 +69,7 @@ async def test_primary_killed_while_a_request_waits_for_it(
     async def ollama_has_it() -> bool:
         return any(r["path"] == "/api/chat" for r in ollama_fake.requests())
 
-    await poll(ollama_has_it, "the request to reach Ollama")
+    await wait_until(ollama_has_it, "the request to reach Ollama")
     ollama_fake.kill()
     assert await task == ("lmstudio", "true", LMSTUDIO_REPLY)
     assert any(r["path"] == "/v1/chat/completions" for r in lmstudio_fake.requests())

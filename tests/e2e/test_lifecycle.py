@@ -5,32 +5,17 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import openai
 import pytest
 
+from src.testing.fakes.launcher import FakeServer
 from tests.e2e.conftest import MakeConductor
 from tests.e2e.helpers import HI, ConductorProcess
-from tests.fakes.launcher import FakeServer
+from tests.waiting import wait_until
 
 SLOW_REPLY = "one two three four five six"
-
-
-async def poll(cond: Callable[[], bool | Awaitable[bool]], what: str, limit: float = 20) -> None:
-    """Poll ``cond`` until true; fail after ``limit`` seconds (a hang guard)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while True:
-        result = cond()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -54,8 +39,8 @@ async def test_signal_lets_an_in_flight_stream_finish_then_exits_0(
             if not signalled and "".join(text):
                 demi.signal(sig)  # the first text is out: stop the server now
                 signalled = True
-                await poll(lambda: f"{sig.name} received" in demi.stderr(),
-                           "the conductor to acknowledge the signal")
+                await wait_until(lambda: f"{sig.name} received" in demi.stderr(),
+                                 "the conductor to acknowledge the signal")
     assert "".join(text) == SLOW_REPLY
     assert finishes == ["stop"]
     assert demi.wait() == 0
@@ -72,8 +57,8 @@ async def test_no_new_connections_after_the_signal(
                                   timeout=30) as client:
         pending = asyncio.create_task(
             client.chat.completions.create(model="demi", messages=HI))
-        await poll(lambda: any(r["path"] == "/api/chat" for r in ollama_fake.requests()),
-                   "the request to reach Ollama")
+        await wait_until(lambda: any(r["path"] == "/api/chat" for r in ollama_fake.requests()),
+                         "the request to reach Ollama")
         demi.signal(signal.SIGTERM)
 
         def refused() -> bool:
@@ -83,7 +68,7 @@ async def test_no_new_connections_after_the_signal(
                 return True
             return False
 
-        await poll(refused, "the listening socket to close")
+        await wait_until(refused, "the listening socket to close")
         reply = await pending
     assert reply.choices[0].message.content == "Hello from fake-ollama."
     assert demi.wait() == 0
@@ -99,10 +84,11 @@ async def test_second_signal_stops_at_once(
                                   timeout=60) as client:
         pending = asyncio.create_task(
             client.chat.completions.create(model="demi", messages=HI))
-        await poll(lambda: any(r["path"] == "/api/chat" for r in ollama_fake.requests()),
-                   "the request to reach Ollama")
+        await wait_until(lambda: any(r["path"] == "/api/chat" for r in ollama_fake.requests()),
+                         "the request to reach Ollama")
         demi.signal(signal.SIGTERM)
-        await poll(lambda: "SIGTERM received" in demi.stderr(), "the first signal to register")
+        await wait_until(lambda: "SIGTERM received" in demi.stderr(),
+                         "the first signal to register")
         demi.signal(signal.SIGTERM)
         code = await asyncio.get_running_loop().run_in_executor(None, demi.wait)
         with pytest.raises(openai.APIConnectionError):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.launcher import REPO_ROOT, free_port
+from src.testing.fakes.launcher import REPO_ROOT, free_port
 from tests.integration.engines import needs_embedded
 
 pytestmark = [pytest.mark.integration, needs_embedded]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.fakes.launcher import FakeServer
+from src.testing.fakes.launcher import FakeServer
 
 FakeServerFactory = Callable[..., FakeServer]
 

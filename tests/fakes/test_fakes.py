@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 
 import aiohttp
@@ -21,8 +20,9 @@ import ollama
 import openai
 import pytest
 
+from src.testing.fakes.launcher import REPO_ROOT, FakeServer, FakeServerError, free_port
 from tests.fakes.fixtures import FakeServerFactory
-from tests.fakes.launcher import REPO_ROOT, FakeServer, FakeServerError, free_port
+from tests.waiting import wait_until, wait_until_sync
 
 pytestmark = pytest.mark.timeout(60)
 HI = [{"role": "user", "content": "hi"}]
@@ -154,10 +154,7 @@ async def test_kill_during_hang_drops_open_connection(
         pending = asyncio.ensure_future(
             session.post(server.url + "/v1/chat/completions", json=body)
         )
-        for _ in range(500):  # until the fake has the request in hand
-            if server.requests():
-                break
-            await asyncio.sleep(0.02)
+        await wait_until(server.requests, "the fake to have the request in hand")
         server.kill()
         with pytest.raises(aiohttp.ClientError):
             await pending
@@ -198,9 +195,9 @@ def test_context_manager_stops_and_reaps() -> None:
 
 
 def test_module_runs_standalone_and_prints_ready() -> None:
-    """`python -m tests.fakes.fake_lmstudio --port 0` prints exactly `READY <port>` on stdout."""
+    """`python -m src.testing.fakes.fake_lmstudio --port 0` prints exactly `READY <port>`."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.fake_lmstudio", "--port", "0"],
+        [sys.executable, "-m", "src.testing.fakes.fake_lmstudio", "--port", "0"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -231,7 +228,8 @@ def _gone(pid: int) -> bool:
 
 def test_fake_exits_when_its_test_process_dies() -> None:
     """A fake started by the launcher exits once its parent is SIGKILLed (no orphaned servers)."""
-    script = "from tests.fakes.launcher import FakeServer; print(FakeServer('ollama').start().pid)"
+    script = ("from src.testing.fakes.launcher import FakeServer; "
+              "print(FakeServer('ollama').start().pid)")
     parent = subprocess.Popen(
         [sys.executable, "-c", script + "; import time; time.sleep(60)"],
         cwd=REPO_ROOT,
@@ -247,8 +245,5 @@ def test_fake_exits_when_its_test_process_dies() -> None:
         parent.wait()
         if parent.stdout is not None:
             parent.stdout.close()
-    for _ in range(200):  # generous deadline; the fake polls its parent every 0.5 s
-        if _gone(fake_pid):
-            break
-        time.sleep(0.05)
-    assert _gone(fake_pid)
+    # The fake polls its parent every 0.5 s.
+    wait_until_sync(lambda: _gone(fake_pid), "the orphaned fake to exit")

@@ -13,7 +13,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.fakes.launcher import FakeServer
+from src.testing.fakes.launcher import FakeServer
 
 pytestmark = pytest.mark.timeout(60)
 MODEL = "qwen2.5-7b-instruct"

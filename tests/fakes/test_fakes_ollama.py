@@ -16,7 +16,7 @@ import ollama
 import openai
 import pytest
 
-from tests.fakes.launcher import FakeServer
+from src.testing.fakes.launcher import FakeServer
 
 pytestmark = pytest.mark.timeout(60)
 MODEL = "llama3.2:1b"

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from src.core.config import EmbeddedConfig
+from src.core.config import DemiConfig
+from src.llm.provider import Timeouts
 from src.llm.providers.embedded import EmbeddedProvider, embedded_available
 
 LOAD_TIMEOUT = 120.0
@@ -35,12 +36,11 @@ def make_provider(
     settings: dict[str, Any] = {
         "threads": 1, "restart_backoff": 0.2, "restart_backoff_max": 1.0, **cfg,
     }
+    config = DemiConfig.from_mapping({"llm": {"embedded": settings}})
     return EmbeddedProvider(
-        EmbeddedConfig(**settings),
+        config.llm.embedded,
         first_token_timeout=timeout,
-        read_idle_timeout=idle,
-        connect_timeout=2,
-        health_timeout=health,
+        timeouts=Timeouts(connect=2, read_idle=idle, health=health),
         logger=logger or logging.getLogger("demi.test.embedded"),
         command=command,
     )

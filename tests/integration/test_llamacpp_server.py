@@ -20,13 +20,12 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server] (the dev extra)")
-
 from src.llm.inference import UnifiedLLMInference
 from src.llm.providers.gguf import resolve_model_file
-from tests.fakes.launcher import free_port
+from src.testing.fakes.launcher import free_port
+from tests.integration.engines import needs_embedded
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, needs_embedded]
 
 ALIAS = "gemma-3-270m-test"
 

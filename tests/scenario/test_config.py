@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from src.core.config import load_config
+from src.core.config import DemiConfig, load_config
 from src.llm import ConfigError, DemiError, UnifiedLLMInference
 
 pytestmark = pytest.mark.timeout(30)
@@ -179,3 +179,27 @@ async def test_interval_from_environment_reaches_inference(tmp_path: Path) -> No
         assert llm._health_check_interval == 45
     finally:
         await llm.close()
+
+
+def test_defaults_live_in_the_yaml_only() -> None:
+    """The config models declare no defaults of their own (bar provider entries and
+    llm.embedded): every default comes from defaults.yaml."""
+    from pydantic import BaseModel
+
+    from src.core import config as cfg
+
+    exempt = {cfg.OpenAICompatConfig, cfg.EmbeddedConfig}
+    models = [cfg.DemiConfig, cfg.LLMConfig, cfg.OllamaConfig, cfg.LMStudioConfig,
+              cfg.RoutingConfig, cfg.ConductorConfig, cfg.LoggingConfig]
+    for model in models:
+        assert issubclass(model, BaseModel) and model not in exempt
+        defaulted = [n for n, f in model.model_fields.items() if not f.is_required()]
+        assert defaulted == [], f"{model.__name__} has code defaults: {defaulted}"
+
+
+def test_routing_affinity_is_read_only() -> None:
+    """The frozen config is frozen all the way down: affinity cannot be changed in place."""
+    config = DemiConfig.from_mapping({"llm": {"routing": {"affinity": {"code": ["lmstudio"]}}}})
+    assert config.llm.routing.affinity == {"code": ("lmstudio",)}
+    with pytest.raises(TypeError):
+        config.llm.routing.affinity["chat"] = ("ollama",)  # type: ignore[index]

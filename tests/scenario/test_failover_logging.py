@@ -8,10 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from src.core.config import LoggingConfig
+from src.core.config import DemiConfig
 from src.core.logsetup import LOGGER_NAME, setup_logging
 from src.llm import UnifiedLLMInference
 from src.llm.clock import ManualClock
+from src.testing.fakes.launcher import FakeServer
 from tests.conftest import (
     HI,
     LMSTUDIO_REPLY,
@@ -21,7 +22,6 @@ from tests.conftest import (
     llm_config,
 )
 from tests.fakes.fixtures import FakeServerFactory
-from tests.fakes.launcher import FakeServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,7 +35,8 @@ def demi_log_stream() -> Iterator[io.StringIO]:
     logger = logging.getLogger(LOGGER_NAME)
     saved = (list(logger.handlers), logger.level, logger.propagate)
     stream = io.StringIO()
-    setup_logging(LoggingConfig(level="DEBUG"), stream=stream)
+    debug = DemiConfig.defaults().logging.model_copy(update={"level": "DEBUG"})
+    setup_logging(debug, stream=stream)
     try:
         yield stream
     finally:

@@ -9,6 +9,7 @@ import pytest
 
 from src.core.config import load_config
 from src.llm import AllProvidersFailed, DemiError, UnifiedLLMInference
+from src.testing.fakes.launcher import FakeServer
 from tests.conftest import (
     HI,
     LMSTUDIO_CHAT,
@@ -21,7 +22,6 @@ from tests.conftest import (
     dead_url,
 )
 from tests.fakes.fixtures import FakeServerFactory
-from tests.fakes.launcher import FakeServer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,6 +11,7 @@ import pytest
 
 from src.llm import AllProvidersFailed
 from src.llm.clock import ManualClock
+from src.testing.fakes.launcher import FakeServer
 from tests.conftest import (
     HI,
     LMSTUDIO_REPLY,
@@ -22,7 +23,6 @@ from tests.conftest import (
     count,
     wait_until,
 )
-from tests.fakes.launcher import FakeServer
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from src.llm import AllProvidersFailed, DemiError, UnknownProviderError
+from src.testing.fakes.launcher import FakeServer
 from tests.conftest import (
     HI,
     LMSTUDIO_REPLY,
@@ -13,7 +14,6 @@ from tests.conftest import (
     MakeLLM,
     count,
 )
-from tests.fakes.launcher import FakeServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -107,3 +107,17 @@ async def test_active_provider_follows_failover_state(
         statuses = await llm.health()
     assert (before, after) == ("ollama", "lmstudio")
     assert statuses["lmstudio"]["active"] is True and statuses["ollama"]["active"] is False
+
+
+async def test_active_provider_follows_the_routing_strategy(
+    make_llm: MakeLLM, log: LogCapture
+) -> None:
+    """With 'nearest' preferring LM Studio's region, active_provider is lmstudio (where
+    requests really go first), and start-up says so without claiming Ollama is down."""
+    routing = {"strategy": "nearest", "region": "eu"}
+    async with make_llm(routing=routing, lmstudio={"region": "eu"}) as llm:
+        assert llm.active_provider == "lmstudio"
+        result = await llm.chat_detailed(HI)
+        assert (result.provider, result.fallback_used) == ("lmstudio", False)
+    assert log.count("[INFO] Using LMStudio provider") == 1
+    assert not log.containing("unavailable")

@@ -12,6 +12,7 @@ import pytest
 
 from src.llm import UnifiedLLMInference
 from src.llm.clock import ManualClock
+from src.testing.fakes.launcher import FakeServer
 from tests.conftest import (
     HI,
     LMSTUDIO_CHAT,
@@ -26,7 +27,6 @@ from tests.conftest import (
     wait_until,
 )
 from tests.fakes.fixtures import FakeServerFactory
-from tests.fakes.launcher import FakeServer
 
 pytestmark = pytest.mark.timeout(60)
 

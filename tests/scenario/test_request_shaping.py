@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from src.testing.fakes.engine import prompt_tokens_for_messages
+from src.testing.fakes.launcher import FakeServer
 from tests.conftest import HI, LMSTUDIO_CHAT, OLLAMA_CHAT, MakeLLM, dead_url, paths
-from tests.fakes.engine import prompt_tokens_for_messages
-from tests.fakes.launcher import FakeServer
 
 pytestmark = pytest.mark.timeout(60)
 

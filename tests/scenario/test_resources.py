@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from src.llm import AllProvidersFailed
+from src.testing.fakes.launcher import FakeServer
 from tests.conftest import HI, MakeLLM, dead_url
-from tests.fakes.launcher import FakeServer
 
 pytestmark = pytest.mark.timeout(60)
 

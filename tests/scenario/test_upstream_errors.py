@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from src.llm import AllProvidersFailed, ProviderBusy, RequestError
+from src.testing.fakes.launcher import FakeServer
 from tests.conftest import (
     HI,
     LMSTUDIO_CHAT,
@@ -25,7 +26,6 @@ from tests.conftest import (
     paths,
 )
 from tests.fakes.fixtures import FakeServerFactory
-from tests.fakes.launcher import FakeServer
 
 pytestmark = pytest.mark.timeout(60)
 

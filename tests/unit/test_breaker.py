@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from src.llm.breaker import BreakerState, CircuitBreaker
+import dataclasses
+
+import pytest
+
+from src.core.config import DemiConfig
+from src.llm.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from src.llm.clock import ManualClock
+
+POLICY = BreakerPolicy(failure_threshold=1, recovery_successes=2, probe_interval=0.5,
+                       backoff_max=30.0)
 
 
 def make(**kw: object) -> tuple[CircuitBreaker, ManualClock, list[tuple[str, str, str]]]:
     clock = ManualClock()
     events: list[tuple[str, str, str]] = []
     breaker = CircuitBreaker(
-        "ollama", clock,
+        "ollama", clock, dataclasses.replace(POLICY, **kw),  # type: ignore[arg-type]
         listener=lambda n, old, new, why: events.append((old.value, new.value, why)),
-        **kw,  # type: ignore[arg-type]
     )
     return breaker, clock, events
 
@@ -110,3 +117,11 @@ def test_force_open_from_startup() -> None:
     assert breaker.state is BreakerState.OPEN
     assert breaker.last_reason == "refused at start"
     assert events == [("closed", "open", "refused at start")]
+
+
+def test_policy_is_a_frozen_value_built_from_the_config() -> None:
+    """The breaker's policy comes from the config alone, and cannot be changed."""
+    policy = BreakerPolicy.from_config(DemiConfig.defaults().llm)
+    assert policy == POLICY
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        policy.failure_threshold = 5  # type: ignore[misc]

@@ -10,11 +10,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-from src.llm.breaker import CircuitBreaker
-from src.llm.clock import ManualClock
-from src.llm.health import HealthMonitor, ProviderState
+from src.llm.breaker import BreakerPolicy
+from src.llm.health import HealthMonitor
+from src.llm.pool import ProviderPool, ProviderState
 from src.llm.provider import Provider
 from src.llm.types import ChatChunk, ChatRequest, HealthReport
+from tests.conftest import SteppingClock
+from tests.waiting import wait_until
 
 
 class ScriptedProvider(Provider):
@@ -40,21 +42,20 @@ class ScriptedProvider(Provider):
         return None
 
 
+POLICY = BreakerPolicy(failure_threshold=1, recovery_successes=2, probe_interval=0.5,
+                       backoff_max=30.0)
+
+
 def setup(interval: float = 60.0) -> tuple[HealthMonitor, ScriptedProvider, ProviderState,
-                                          ManualClock]:
-    clock = ManualClock()
+                                          SteppingClock]:
+    clock = SteppingClock()
     provider = ScriptedProvider("p")
-    state = ProviderState(provider, CircuitBreaker("p", clock, probe_interval=0.5))
-
-    def on_report(st: ProviderState, report: HealthReport) -> None:
-        if report.healthy:
-            st.breaker.record_success()
-        else:
-            st.breaker.record_failure(report.error or "")
-
-    monitor = HealthMonitor({"p": state}, clock, interval=lambda: interval,
-                            on_report=on_report, logger=logging.getLogger("test"))
-    return monitor, provider, state, clock
+    pool = ProviderPool({"p": provider}, clock, POLICY, on_breaker=lambda *a: None,
+                        on_change=lambda cause: None)
+    pool.initial_check_done = True  # every unhealthy report counts as a failure
+    monitor = HealthMonitor(pool, clock, interval=lambda: interval,
+                            logger=logging.getLogger("test"))
+    return monitor, provider, pool["p"], clock
 
 
 async def test_results_are_cached_for_the_interval() -> None:
@@ -111,19 +112,14 @@ async def test_background_loop_checks_without_traffic() -> None:
     monitor, provider, state, clock = setup(interval=60)
     monitor.start()
     try:
-        for _ in range(50):
-            await asyncio.sleep(0)
+        await wait_until(lambda: state.checked_at is not None, "the first background probe")
         assert provider.calls == 1
         provider.healthy = False
-        clock.advance(60)
-        for _ in range(50):
-            await asyncio.sleep(0)
+        await clock.step(60)
+        await wait_until(lambda: not state.breaker.allows_traffic, "the second probe to fail")
         assert provider.calls == 2
-        assert not state.breaker.allows_traffic
         provider.healthy = True
-        clock.advance(0.5)  # open: probed at probe_interval, not the full interval
-        for _ in range(50):
-            await asyncio.sleep(0)
-        assert provider.calls == 3
+        await clock.step(0.5)  # open: probed at probe_interval, not the full interval
+        await wait_until(lambda: provider.calls == 3, "a probe at the probe interval")
     finally:
         await monitor.stop()

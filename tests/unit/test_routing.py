@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from src.core.config import RoutingConfig
+from src.core.config import DemiConfig
 from src.llm.routing import (
     AffinityStrategy,
     CanaryStrategy,
@@ -27,7 +27,7 @@ def ctx(**kw: object) -> RouteContext:
 
 def test_failover_keeps_chain() -> None:
     """The default strategy is the configured chain."""
-    assert make_strategy(RoutingConfig()).order(CHAIN, ctx()) == CHAIN
+    assert make_strategy(DemiConfig.defaults().llm.routing).order(CHAIN, ctx()) == CHAIN
 
 
 def test_round_robin_rotates_over_available() -> None:

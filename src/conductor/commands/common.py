@@ -19,12 +19,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-# src.llm must be imported before src.core.config: the two import each other, and only this
-# order resolves (importing src.core.config first fails with a partially initialised module).
-from src.llm.errors import ConfigError
-
-# isort: split
 from src.core.config import DemiConfig, load_config
+from src.core.errors import ConfigError
 from src.core.logsetup import setup_logging
 
 EXIT_OK = 0

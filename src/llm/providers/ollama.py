@@ -23,18 +23,22 @@ from src.core.config import OllamaConfig
 
 from ..errors import (
     ModelNotFound,
-    ProviderBusy,
     ProviderError,
     ProviderResponseError,
     ProviderTimeout,
     ProviderUnavailable,
     RequestError,
 )
-from ..provider import Provider
+from ..provider import POOL_LIMIT, Provider, Timeouts
 from ..types import ChatChunk, ChatRequest, HealthReport
 from ._aiohttp_transport import AiohttpTransport
-from ._errors import connection_reason
+from ._errors import FOREIGN, connection_reason, malformed, map_foreign, map_status
 from ._timing import ReplyClock
+
+_FOREIGN: tuple[type[BaseException], ...] = (
+    *FOREIGN, ollama.ResponseError, httpx.HTTPError, pydantic.ValidationError,
+)
+"""What the ``ollama`` client adds to the shared list: its own error, httpx's, pydantic's."""
 
 
 def normalize_model_name(name: str) -> str:
@@ -48,6 +52,16 @@ def normalize_model_name(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
+def _requested_model(request: httpx.Request) -> str | None:
+    """The model a chat request asked for (None for requests without a JSON body)."""
+    try:
+        body = json.loads(request.content or b"null")
+    except ValueError:
+        return None
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) else None
+
+
 class OllamaInference(Provider):
     """The guide's primary provider."""
 
@@ -56,10 +70,8 @@ class OllamaInference(Provider):
     def __init__(
         self,
         cfg: OllamaConfig,
+        timeouts: Timeouts,
         *,
-        connect_timeout: float = 2.0,
-        read_idle_timeout: float = 30.0,
-        health_timeout: float = 5.0,
         name: str = "ollama",
         display_name: str = "Ollama",
         transport: httpx.AsyncBaseTransport | None = None,
@@ -70,18 +82,33 @@ class OllamaInference(Provider):
         )
         self.cfg = cfg
         self.first_token_timeout = cfg.timeout
-        self.read_idle_timeout = read_idle_timeout
-        self.health_timeout = health_timeout
+        self.read_idle_timeout = timeouts.read_idle
+        self.health_timeout = timeouts.health
         # read=None: the first-token and idle bounds are enforced per read by ReplyClock,
-        # which knows which of the two applies; httpx only bounds connecting.
+        # which knows which of the two applies; httpx only bounds connecting (and, as
+        # ever, sending: a request body is small, so the first-token bound covers it).
         timeout = httpx.Timeout(
-            connect=connect_timeout, read=None, write=30.0, pool=connect_timeout
+            connect=timeouts.connect, read=None, write=cfg.timeout, pool=timeouts.connect
         )
         self._client = ollama.AsyncClient(
             host=cfg.base_url,
             timeout=timeout,
-            transport=transport or AiohttpTransport(connect_timeout),
+            transport=transport or AiohttpTransport(timeouts.connect, POOL_LIMIT),
+            event_hooks={"response": [self._check_status]},
         )
+
+    async def _check_status(self, response: httpx.Response) -> None:
+        """Map an HTTP error status here, where its headers (Retry-After) are still known.
+
+        The ``ollama`` client would turn it into a ``ResponseError`` that keeps only the text.
+        """
+        if response.status_code >= 400:
+            body = await response.aread()
+            model = _requested_model(response.request) or self.cfg.model
+            raise map_status(
+                self.name, self.display_name, response.status_code, body, response.headers,
+                not_found=f"model '{model}' not found (run: ollama pull {model})",
+            )
 
     def _options(self, request: ChatRequest) -> dict[str, Any]:
         options: dict[str, Any] = {
@@ -139,8 +166,8 @@ class OllamaInference(Provider):
                 yield ChatChunk(text=text)
         except (ProviderError, RequestError):
             raise
-        except Exception as exc:
-            raise self._map_error(exc, clock, model) from exc
+        except _FOREIGN as exc:
+            raise self._map_error(exc, clock.describe(), model) from exc
         finally:
             clock.close()
             # Close the HTTP stream now, not whenever the generator is collected.
@@ -149,37 +176,34 @@ class OllamaInference(Provider):
                 await aclose()
         raise ProviderResponseError(self.name, "the reply ended before Ollama said it was done")
 
-    def _map_error(self, exc: BaseException, clock: ReplyClock, model: str) -> Exception:
-        """Translate any foreign exception into DEMI's tree (the one place this happens)."""
-        if isinstance(exc, TimeoutError):
-            return ProviderTimeout(self.name, clock.describe())
+    def _map_error(
+        self, exc: BaseException, timeout: str, model: str
+    ) -> ProviderError | RequestError:
+        """Translate one of ``_FOREIGN`` into DEMI's tree (the one place this happens)."""
         if isinstance(exc, ollama.ResponseError):
-            return self._map_status(exc.status_code, str(exc.error), model)
-        if isinstance(exc, httpx.TimeoutException):
+            text = str(exc.error).strip()[:300]
+            if exc.status_code == -1:  # an error line in the middle of a streamed reply
+                if "not found" in text and "model" in text:
+                    return ModelNotFound(
+                        self.name, f"model '{model}' not found (run: ollama pull {model})",
+                        status=404,
+                    )
+                return ProviderResponseError(
+                    self.name, f"error in the middle of the reply: {text}"
+                )
+            return map_status(
+                self.name, self.display_name, exc.status_code, text, None,
+                not_found=f"model '{model}' not found (run: ollama pull {model})",
+            )
+        if isinstance(exc, httpx.TimeoutException):  # only with an injected httpx transport
             return ProviderTimeout(self.name, f"timed out ({type(exc).__name__})")
-        if isinstance(exc, (httpx.ConnectError, ConnectionError)):
-            return ProviderUnavailable(self.name, connection_reason(exc))
-        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
             return ProviderResponseError(self.name, "connection closed in the middle of the reply")
         if isinstance(exc, httpx.HTTPError):
             return ProviderUnavailable(self.name, connection_reason(exc))
-        if isinstance(exc, (json.JSONDecodeError, pydantic.ValidationError, ValueError)):
-            return ProviderResponseError(self.name, "malformed reply from Ollama")
-        return ProviderResponseError(self.name, f"unexpected error: {type(exc).__name__}")
-
-    def _map_status(self, status: int, text: str, model: str) -> Exception:
-        text = text.strip()[:300]
-        if status == 404 or ("not found" in text and "model" in text):
-            return ModelNotFound(
-                self.name, f"model '{model}' not found (run: ollama pull {model})", status=404
-            )
-        if status == -1:
-            return ProviderResponseError(self.name, f"error in the middle of the reply: {text}")
-        if status in (429, 503):
-            return ProviderBusy(self.name, f"busy ({status}): {text}", status=status)
-        if status == 400:
-            return RequestError(f"Ollama rejected the request: {text}", provider=self.name)
-        return ProviderResponseError(self.name, f"HTTP {status}: {text}", status=status)
+        if isinstance(exc, pydantic.ValidationError):
+            return malformed(self.name, self.display_name)
+        return map_foreign(self.name, self.display_name, exc, timeout)
 
     async def health(self) -> HealthReport:
         """``GET /api/tags``; healthy only if the configured model is installed."""
@@ -187,14 +211,12 @@ class OllamaInference(Provider):
         try:
             async with asyncio.timeout(self.health_timeout):
                 listing = await self._client.list()
-        except Exception as exc:
-            latency = time.perf_counter() - start
-            if isinstance(exc, TimeoutError):
-                reason = f"health check timed out after {self.health_timeout:g}s"
-            else:
-                mapped = self._map_error(exc, ReplyClock(0, 0), self.cfg.model)
-                reason = str(mapped)
-            return HealthReport(healthy=False, latency=latency, error=reason)
+        except (ProviderError, RequestError) as exc:
+            return HealthReport(healthy=False, latency=time.perf_counter() - start, error=str(exc))
+        except _FOREIGN as exc:
+            timeout = f"health check timed out after {self.health_timeout:g}s"
+            reason = str(self._map_error(exc, timeout, self.cfg.model))
+            return HealthReport(healthy=False, latency=time.perf_counter() - start, error=reason)
         latency = time.perf_counter() - start
         names = tuple(m.model or "" for m in listing.models)
         wanted = normalize_model_name(self.cfg.model)

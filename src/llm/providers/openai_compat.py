@@ -21,37 +21,16 @@ from ..errors import (
     ProviderBusy,
     ProviderError,
     ProviderResponseError,
-    ProviderTimeout,
-    ProviderUnavailable,
     RequestError,
 )
-from ..provider import Provider
+from ..provider import POOL_LIMIT, Provider, Timeouts
 from ..types import ChatChunk, ChatRequest, HealthReport
-from ._errors import connection_reason, retry_after_seconds
+from ._errors import FOREIGN, error_text, malformed, map_foreign, map_status
 from ._timing import ReplyClock
 
+__all__ = ["OpenAICompatProvider", "SessionFactory", "error_text"]
+
 SessionFactory = Callable[[], aiohttp.ClientSession]
-
-
-def error_text(body: bytes | str) -> str:
-    """Extract the message from either error shape, or the raw text when it is not JSON.
-
-    >>> error_text(b'{"error": "No models loaded"}')
-    'No models loaded'
-    >>> error_text('{"error": {"message": "Loading model", "type": "unavailable_error"}}')
-    'Loading model'
-    """
-    raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return raw.strip()[:300]
-    if isinstance(data, dict):
-        err = data.get("error", data.get("detail", data))
-        if isinstance(err, dict):
-            return str(err.get("message") or err)[:300]
-        return str(err)[:300]
-    return raw.strip()[:300]
 
 
 class OpenAICompatProvider(Provider):
@@ -70,10 +49,8 @@ class OpenAICompatProvider(Provider):
         first_token_timeout: float,
         temperature: float,
         context_window: int,
-        connect_timeout: float = 2.0,
-        read_idle_timeout: float = 30.0,
-        health_timeout: float = 5.0,
-        region: str | None = None,
+        timeouts: Timeouts,
+        region: str | None,
         session_factory: SessionFactory | None = None,
     ) -> None:
         super().__init__(
@@ -85,9 +62,9 @@ class OpenAICompatProvider(Provider):
         self.api_key = api_key
         self.temperature = temperature
         self.first_token_timeout = first_token_timeout
-        self.read_idle_timeout = read_idle_timeout
-        self.connect_timeout = connect_timeout
-        self.health_timeout = health_timeout
+        self.read_idle_timeout = timeouts.read_idle
+        self.connect_timeout = timeouts.connect
+        self.health_timeout = timeouts.health
         self._session_factory = session_factory
         self._session: aiohttp.ClientSession | None = None
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
@@ -103,7 +80,7 @@ class OpenAICompatProvider(Provider):
                     timeout=aiohttp.ClientTimeout(
                         total=None, sock_connect=self.connect_timeout,
                     ),
-                    connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
+                    connector=aiohttp.TCPConnector(limit=POOL_LIMIT, ttl_dns_cache=300),
                 )
         return self._session
 
@@ -129,7 +106,9 @@ class OpenAICompatProvider(Provider):
         """``GET /v1/models`` ids (``data`` may be null on some servers)."""
         data = await self._get_json("/v1/models", limit)
         entries = data.get("data") if isinstance(data, dict) else None
-        return [str(e["id"]) for e in entries or [] if isinstance(e, dict) and "id" in e]
+        if not isinstance(entries, list):
+            return []
+        return [str(e["id"]) for e in entries if isinstance(e, dict) and "id" in e]
 
     async def _get_json(self, path: str, limit: float) -> Any:
         try:
@@ -143,10 +122,10 @@ class OpenAICompatProvider(Provider):
                     return json.loads(body)
         except (ProviderError, RequestError):
             raise
-        except TimeoutError:
-            raise ProviderTimeout(self.name, f"no answer from {path} within {limit:g}s") from None
-        except Exception as exc:
-            raise self._map_error(exc) from exc
+        except FOREIGN as exc:
+            raise map_foreign(
+                self.name, self.display_name, exc, f"no answer from {path} within {limit:g}s"
+            ) from exc
 
     # -- chat --------------------------------------------------------------------------
     def _payload(self, request: ChatRequest, model: str) -> dict[str, Any]:
@@ -200,6 +179,8 @@ class OpenAICompatProvider(Provider):
                         done = True
                         break
                     event = json.loads(payload)
+                    if not isinstance(event, dict):
+                        raise malformed(self.name, self.display_name)
                     if "error" in event:
                         raise ProviderResponseError(
                             self.name,
@@ -208,31 +189,27 @@ class OpenAICompatProvider(Provider):
                     if event.get("usage"):
                         usage = event["usage"]
                     served_model = event.get("model") or served_model
-                    for choice in event.get("choices") or ():
-                        delta = choice.get("delta") or {}
-                        text = delta.get("content") or ""
-                        if choice.get("finish_reason"):
-                            finish = choice["finish_reason"]
+                    choices = event.get("choices") or ()
+                    if not isinstance(choices, list | tuple):
+                        raise malformed(self.name, self.display_name)
+                    for choice in choices:
+                        text, reason = self._choice(choice)
+                        if reason:
+                            finish = reason
                         if text:
                             clock.started = True
                             yield ChatChunk(text=text)
         except (ProviderError, RequestError):
             raise
-        except TimeoutError:
-            raise ProviderTimeout(self.name, clock.describe()) from None
-        except ValueError as exc:  # json.JSONDecodeError, bad UTF-8
-            raise ProviderResponseError(
-                self.name, f"malformed reply from {self.display_name}"
-            ) from exc
-        except Exception as exc:
-            raise self._map_error(exc) from exc
+        except FOREIGN as exc:
+            raise map_foreign(self.name, self.display_name, exc, clock.describe()) from exc
         finally:
             clock.close()
             if resp is not None:
                 resp.release()
         if finish is None:
             raise ProviderResponseError(self.name, "the reply ended without a finish reason")
-        usage = usage or {}
+        usage = usage if isinstance(usage, dict) else {}
         yield ChatChunk(
             text="",
             done=True,
@@ -264,41 +241,24 @@ class OpenAICompatProvider(Provider):
             )
 
     # -- errors ------------------------------------------------------------------------
-    def _map_error(self, exc: BaseException) -> ProviderError:
-        if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-            return ProviderTimeout(self.name, "connection timed out")
-        if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientOSError):
-            return ProviderUnavailable(self.name, connection_reason(exc))
-        if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
-            return ProviderResponseError(self.name, "connection closed in the middle of the reply")
-        if isinstance(exc, aiohttp.ClientError | OSError):
-            return ProviderUnavailable(self.name, connection_reason(exc))
-        return ProviderResponseError(self.name, f"unexpected error: {type(exc).__name__}")
+    def _choice(self, choice: object) -> tuple[str, str | None]:
+        """(text, finish reason) of one streamed choice; a wrong shape is a malformed reply."""
+        if not isinstance(choice, dict):
+            raise malformed(self.name, self.display_name)
+        delta = choice.get("delta") or {}
+        text = delta.get("content") if isinstance(delta, dict) else None
+        reason = choice.get("finish_reason")
+        if not isinstance(text, str | None) or not isinstance(reason, str | None):
+            raise malformed(self.name, self.display_name)
+        return text or "", reason
 
     def _map_status(
         self, status: int, body: bytes, headers: Any, model: str
     ) -> ProviderError | RequestError:
-        text = error_text(body)
-        lowered = text.lower()
-        if status == 404 or "no models loaded" in lowered or (
-            "model" in lowered and "not found" in lowered
-        ):
-            return ModelNotFound(
-                self.name, f"model '{model}' not available: {text}", status=status
-            )
-        if status in (429, 503):
-            return ProviderBusy(
-                self.name, f"busy ({status}): {text}", status=status,
-                retry_after=retry_after_seconds(headers.get("Retry-After")),
-            )
-        if status == 400:
-            return RequestError(f"{self.display_name} rejected the request: {text}",
-                                provider=self.name)
-        if status in (401, 403):
-            return ProviderUnavailable(
-                self.name, f"HTTP {status}: the server refused the API key: {text}", status=status
-            )
-        return ProviderResponseError(self.name, f"HTTP {status}: {text}", status=status)
+        return map_status(
+            self.name, self.display_name, status, body, headers,
+            not_found=f"model '{model}' not available: {{text}}",
+        )
 
     # -- health ------------------------------------------------------------------------
     async def health(self) -> HealthReport:

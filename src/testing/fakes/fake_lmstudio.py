@@ -2,13 +2,14 @@
 
 Run from the repository root::
 
-    python -m tests.fakes.fake_lmstudio --host 127.0.0.1 --port 0 [--model qwen2.5-7b-instruct ...]
+    python -m src.testing.fakes.fake_lmstudio --host 127.0.0.1 --port 0
+        [--model qwen2.5-7b-instruct ...]
         [--loaded MODEL ...] [--jit] [--reply TEXT | --reply-tokens N]
 
 It prints ``READY <port>`` once listening.  Routes: ``GET /v1/models``,
 ``POST /v1/chat/completions``, ``POST /v1/completions``, native ``GET /api/v0/models`` (with
 ``state``, ``max_context_length``, ``type``) and ``POST /api/v0/chat/completions`` (adds
-``stats``), plus the ``/_control`` plane of :mod:`tests.fakes.control`.
+``stats``), plus the ``/_control`` plane of :mod:`src.testing.fakes.control`.
 
 LM Studio quirks reproduced because DEMI's fallback logic depends on them:
 
@@ -30,9 +31,15 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from tests.fakes.control import STATE, Behaviour, FakeState, add_control_routes, record_requests
-from tests.fakes.engine import answer_whole, base_arg_parser, dumps, preamble, serve
-from tests.fakes.openai_api import JSON_TYPE, OpenAIRoutes
+from src.testing.fakes.control import (
+    STATE,
+    Behaviour,
+    FakeState,
+    add_control_routes,
+    record_requests,
+)
+from src.testing.fakes.engine import answer_whole, base_arg_parser, dumps, preamble, serve
+from src.testing.fakes.openai_api import JSON_TYPE, OpenAIRoutes
 
 NO_MODELS = (
     "No models loaded. Please load a model in the developer page or use the `lms load` command."

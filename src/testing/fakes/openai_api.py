@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from tests.fakes.control import INVALID_JSON, STATE, Behaviour, FakeState
-from tests.fakes.engine import (
+from src.testing.fakes.control import INVALID_JSON, STATE, Behaviour, FakeState
+from src.testing.fakes.engine import (
     StreamPlan,
     answer_stream,
     answer_whole,

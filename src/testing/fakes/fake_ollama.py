@@ -2,13 +2,13 @@
 
 Run from the repository root::
 
-    python -m tests.fakes.fake_ollama --host 127.0.0.1 --port 0 [--model llama3.2:1b ...]
+    python -m src.testing.fakes.fake_ollama --host 127.0.0.1 --port 0 [--model llama3.2:1b ...]
         [--loaded llama3.2:1b] [--reply TEXT | --reply-tokens N]
 
 It prints ``READY <port>`` once listening.  Routes: ``GET|HEAD /``, ``GET /api/version``,
 ``GET /api/tags``, ``GET /api/ps``, ``POST /api/chat``, ``POST /api/generate``, and the OpenAI
 compatibility layer ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions``;
-plus the ``/_control`` plane of :mod:`tests.fakes.control`.
+plus the ``/_control`` plane of :mod:`src.testing.fakes.control`.
 
 Faithful details that clients trip over: ``stream`` absent means *stream* (NDJSON); durations
 are nanoseconds; errors are ``{"error": "<text>"}``; a mid-stream error is the last NDJSON line
@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from tests.fakes.control import (
+from src.testing.fakes.control import (
     INVALID_JSON,
     STATE,
     Behaviour,
@@ -35,7 +35,7 @@ from tests.fakes.control import (
     add_control_routes,
     record_requests,
 )
-from tests.fakes.engine import (
+from src.testing.fakes.engine import (
     StreamPlan,
     answer_stream,
     answer_whole,
@@ -48,7 +48,7 @@ from tests.fakes.engine import (
     prompt_tokens_for_text,
     serve,
 )
-from tests.fakes.openai_api import JSON_TYPE, OpenAIRoutes
+from src.testing.fakes.openai_api import JSON_TYPE, OpenAIRoutes
 
 VERSION = "0.12.6"
 MIDSTREAM_MESSAGE = "an error was encountered while running the model: unexpected EOF"

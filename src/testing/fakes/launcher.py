@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 KINDS = ("ollama", "lmstudio")
 
 
@@ -91,7 +91,7 @@ class FakeServer:
         cmd = [
             sys.executable,
             "-m",
-            f"tests.fakes.fake_{self.kind}",
+            f"src.testing.fakes.fake_{self.kind}",
             "--host",
             "127.0.0.1",
             "--port",
@@ -211,7 +211,7 @@ class FakeServer:
             raise FakeServerError(f"fake {self.kind} at {self.url} unreachable: {exc}") from exc
 
     def control(self, **behaviour: Any) -> dict[str, Any]:
-        """Merge behaviour/world fields (see tests/fakes/README.md); returns the new snapshot."""
+        """Merge behaviour/world fields (see the fakes' README.md); returns the new snapshot."""
         return dict(self._call("POST", "/_control", behaviour))
 
     def config(self) -> dict[str, Any]:

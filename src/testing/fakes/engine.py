@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,22 +28,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from tests.fakes.control import Behaviour
-
-_TOKEN = re.compile(r"\s*\S+|\s+$")
-_FILLER = ("Lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
+    from src.testing.fakes.control import Behaviour
 
 ErrorFactory = Callable[[int, "str | None"], web.Response]
-
-
-def split_tokens(text: str) -> tuple[str, ...]:
-    """Words with their leading whitespace; joining the tokens gives back ``text`` exactly."""
-    return tuple(_TOKEN.findall(text))
-
-
-def fixed_tokens(count: int) -> tuple[str, ...]:
-    """A reply of exactly ``count`` tokens (benchmarks want a fixed reply length)."""
-    return tuple(("" if i == 0 else " ") + _FILLER[i % len(_FILLER)] for i in range(count))
 
 
 def message_text(content: Any) -> str:

@@ -1,0 +1,119 @@
+"""The Ollama face's request bodies, declared once: ``/api/chat``, ``/api/generate``,
+``/api/show``.
+
+Field types come from ``bodies.py``; a malformed field is a 400 ``{"error": "..."}`` naming
+it. Ollama's rules: ``stream`` absent means *stream*; ``options.num_predict`` becomes
+``max_tokens`` (-1 and -2 mean no limit), ``options.temperature`` and ``options.stop`` map
+directly, and every other option passes through to the provider.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import model_validator
+
+from .bodies import (
+    Flag,
+    Int,
+    Messages,
+    ModelName,
+    Number,
+    RequestBody,
+    Stop,
+    Text,
+    check_finite,
+    expect,
+    reject_tools,
+)
+
+
+class Options(RequestBody):
+    """Ollama's ``options`` object."""
+
+    num_predict: Int | None = None
+    temperature: Number | None = None
+    stop: Stop | None = None
+
+    def as_chat_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        for key, value in (self.model_extra or {}).items():
+            if value is not None:
+                check_finite(value, f"options.{key}")
+                options[key] = value  # top_p, top_k, seed, num_ctx, ...
+        if self.num_predict is not None and self.num_predict > 0:
+            options["max_tokens"] = self.num_predict
+        if self.temperature is not None:
+            options["temperature"] = self.temperature
+        if self.stop is not None:
+            options["stop"] = self.stop
+        return options
+
+
+OptionsField = Annotated[
+    Options | None, expect("an object", lambda v: v is None or isinstance(v, dict))
+]
+
+
+class _Request(RequestBody):
+    model: ModelName
+    stream: Flag | None = None
+    options: OptionsField = None
+
+    @property
+    def streams(self) -> bool:
+        """Ollama streams unless told ``"stream": false``."""
+        return self.stream is not False
+
+    def chat_options(self) -> dict[str, Any]:
+        return self.options.as_chat_options() if self.options is not None else {}
+
+
+class ChatBody(_Request):
+    """``POST /api/chat``."""
+
+    messages: Messages
+    tools: Any = None
+
+    def check(self) -> ChatBody:
+        reject_tools(self.tools)
+        return self
+
+
+class GenerateBody(_Request):
+    """``POST /api/generate``: one prompt, an optional system text and images."""
+
+    prompt: Text
+    system: Text | None = None
+    images: Annotated[
+        list[Any] | None,
+        expect("an array of base64 strings", lambda v: v is None or isinstance(v, list)),
+    ] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_prompt_is_missing(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("prompt") in ("", None):
+            data = {k: v for k, v in data.items() if k != "prompt"}
+        return data
+
+    def messages(self) -> list[dict[str, Any]]:
+        user: dict[str, Any] = {"role": "user", "content": self.prompt}
+        if self.images:
+            user["images"] = self.images
+        return [{"role": "system", "content": self.system}, user] if self.system else [user]
+
+
+class ShowBody(RequestBody):
+    """``POST /api/show``: ``name`` is the older spelling of ``model``."""
+
+    model: ModelName
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("model") is None and isinstance(
+            data.get("name"), str
+        ):
+            data = {**data, "model": data["name"]}
+        return data

@@ -1,0 +1,73 @@
+"""The OpenAI face's request body, declared once: ``POST /v1/chat/completions``.
+
+Field types come from ``bodies.py``; a malformed field is a 400 in OpenAI's error shape
+with ``param`` naming it. Fields the model does not declare pass through to the provider as
+sampling options (``frequency_penalty``, ``logit_bias`` ...), except the ones meaningless
+for a relay (:data:`IGNORED`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .bodies import (
+    Flag,
+    Int,
+    Messages,
+    ModelName,
+    Number,
+    PositiveInt,
+    RequestBody,
+    Stop,
+    reject_tools,
+)
+from .errors import ApiError
+
+IGNORED = frozenset({
+    "user", "store", "metadata", "service_tier", "parallel_tool_calls", "logit_bias",
+    "logprobs", "top_logprobs", "modalities", "audio", "prediction", "tool_choice",
+    "function_call",
+})
+"""Accounts, storage, billing tiers and tool plumbing: accepted and dropped."""
+
+
+class StreamOptions(RequestBody):
+    include_usage: Flag | None = None
+
+
+class ChatCompletionBody(RequestBody):
+    """``POST /v1/chat/completions``."""
+
+    model: ModelName
+    messages: Messages
+    stream: Flag | None = None
+    stream_options: StreamOptions | None = None
+    n: Int | None = None
+    max_tokens: PositiveInt | None = None
+    max_completion_tokens: PositiveInt | None = None
+    temperature: Number | None = None
+    top_p: Number | None = None
+    seed: Int | None = None
+    stop: Stop | None = None
+    tools: Any = None
+    functions: Any = None
+
+    def options(self) -> dict[str, Any]:
+        """The LLM options: sampling fields set, unknown fields passed through."""
+        if self.n is not None and self.n != 1:
+            raise ApiError(400, f"n must be 1: DEMI returns exactly one choice (got {self.n})",
+                           param="n", code="unsupported_value")
+        reject_tools(self.tools)
+        reject_tools(self.functions)
+        options: dict[str, Any] = {
+            key: value for key, value in (self.model_extra or {}).items()
+            if value is not None and key not in IGNORED
+        }
+        for key in ("temperature", "top_p", "seed", "stop"):
+            value = getattr(self, key)
+            if value is not None:
+                options[key] = value
+        max_tokens = self.max_completion_tokens or self.max_tokens
+        if max_tokens is not None:
+            options["max_tokens"] = max_tokens
+        return options

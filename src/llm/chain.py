@@ -1,0 +1,269 @@
+"""The chain walk: the order to try providers in, failover, and the first-token race.
+
+For one request: ask the routing strategy for an order (providers whose circuit is open
+go last: a last resort, never skipped), call each in turn until one produces its first
+text, and hand that provider's reply out as a :class:`ReplyStream`. Everything before the
+first text can fail over invisibly; after it, the reply belongs to that provider.
+
+The walk never knows which provider or strategy it is talking to. It reports outcomes to
+the pool (state), the reporter (log lines, messages) and ``on_change`` (the active
+provider may have moved).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from src.core.config import LLMConfig
+
+from .errors import AllProvidersFailed, EmbeddedModelLoading, ProviderError, RequestError
+from .health import HealthMonitor
+from .pool import ProviderPool
+from .provider import Provider
+from .report import Reporter
+from .requests import ChatOptions
+from .routing import RouteContext, Strategy
+from .stream import ReplyStream
+from .tokens import TokenEstimator
+from .types import ChatChunk, ChatRequest
+
+
+@dataclass(frozen=True, slots=True)
+class WalkPolicy:
+    """The config values the walk reads, built once."""
+
+    max_tokens: int
+    health_check_wait: float
+    load_wait: float
+    fallback_enabled: bool
+
+    @classmethod
+    def from_config(cls, llm: LLMConfig) -> WalkPolicy:
+        return cls(max_tokens=llm.max_tokens, health_check_wait=llm.health_check_wait,
+                   load_wait=llm.embedded.load_wait, fallback_enabled=llm.enable_fallback)
+
+
+class ChainWalker:
+    def __init__(
+        self,
+        pool: ProviderPool,
+        strategy: Strategy,
+        monitor: HealthMonitor,
+        reporter: Reporter,
+        policy: WalkPolicy,
+        *,
+        forced: Callable[[], str | None],
+        on_change: Callable[[str], None],
+    ) -> None:
+        self.pool = pool
+        self.chain = list(pool)
+        self.strategy = strategy
+        self.monitor = monitor
+        self.reporter = reporter
+        self.policy = policy
+        self.tokens = TokenEstimator()
+        self._forced = forced
+        self._on_change = on_change
+
+    # -- order -----------------------------------------------------------------------------
+    def _context(self, workload: str | None, usable: frozenset[str]) -> RouteContext:
+        return RouteContext(
+            available=usable,
+            stats={n: self.pool[n].stats for n in self.pool},
+            regions={n: self.pool[n].provider.region for n in self.pool},
+            workload=workload,
+        )
+
+    def attempt_order(self, workload: str | None) -> tuple[list[str], list[str]]:
+        """(the order to try, the strategy's own order before open circuits moved back)."""
+        forced = self._forced()
+        if forced is not None:
+            return [forced], [forced]
+        usable = self.pool.usable()
+        ordered = self.strategy.order(self.chain, self._context(workload, usable))
+        attempts = [n for n in ordered if n in usable] + [n for n in ordered if n not in usable]
+        return attempts, ordered
+
+    def preview(self) -> tuple[str, str]:
+        """(where new requests go first now, where the strategy wants them when all is up).
+
+        Side-effect free: it is what ``active_provider`` and the switch lines report.
+        """
+        usable = self.pool.usable()
+        ordered = self.strategy.preview(self.chain, self._context(None, usable))
+        active = next((n for n in ordered if n in usable), ordered[0])
+        return active, ordered[0]
+
+    async def probe_ahead(self) -> None:
+        """While in fallback, check the providers ahead of the active one (bounded wait)."""
+        if self._forced() is not None:
+            return
+        for name in self.chain:
+            if self.pool[name].usable:
+                return
+            await self.monitor.maybe_probe(name, self.policy.health_check_wait)
+
+    # -- the walk --------------------------------------------------------------------------
+    async def open(self, msgs: list[dict[str, Any]], opts: ChatOptions) -> ReplyStream:
+        """Walk the order until one provider starts answering; return its reply stream.
+
+        Raises RequestError for the caller's own mistakes (no failover), AllProvidersFailed
+        when every provider failed before producing text. Anything else a provider raises
+        is a DEMI bug: it propagates untouched and counts against no provider.
+        """
+        started = time.perf_counter()
+        await self.probe_ahead()
+        order, preferred = self.attempt_order(opts.workload)
+        errors: list[ProviderError] = []
+        for name in order:
+            provider = self.pool[name].provider
+            self.reporter.trying(name)
+            request = self._request_for(provider, msgs, opts)
+            chunks = provider.stream(request).__aiter__()
+            try:
+                first = await _first_chunk(name, chunks)
+            except RequestError:
+                self.pool.record_caller_error(name)
+                await _aclose(chunks)
+                raise
+            except ProviderError as exc:
+                await _aclose(chunks)
+                self._failed(name, exc)
+                errors.append(exc)
+                # Say why traffic moves now, before a health probe can report it first.
+                self._on_change("request")
+                continue
+            except BaseException:
+                await _aclose(chunks)  # cancelled, or a DEMI bug: release the connection now
+                raise
+            # A fallback happened if anything the strategy preferred was down or failed.
+            ahead = preferred[: preferred.index(name)]
+            fallback = bool(errors) or any(not self.pool[n].usable for n in ahead)
+            return self._reply(name, request, first, chunks, errors, fallback, started)
+        reply = await self._after_loading(msgs, opts, errors, started)
+        if reply is not None:
+            return reply
+        raise self._all_failed(order, errors)
+
+    async def _after_loading(
+        self, msgs: list[dict[str, Any]], opts: ChatOptions, errors: list[ProviderError],
+        started: float,
+    ) -> ReplyStream | None:
+        """Everything failed but a provider was only still loading: wait for it, ask once.
+
+        Right after start-up the embedded model takes a second or two to load; a message
+        that arrives then, with both servers down, waits for it instead of failing.
+        """
+        for exc in errors:
+            if not isinstance(exc, EmbeddedModelLoading):
+                continue
+            name = exc.provider
+            provider = self.pool[name].provider
+            if not await provider.wait_ready(self.policy.load_wait):
+                continue
+            request = self._request_for(provider, msgs, opts)
+            chunks = provider.stream(request).__aiter__()
+            try:
+                first = await _first_chunk(name, chunks)
+            except ProviderError as again:
+                await _aclose(chunks)
+                self._failed(name, again)
+                errors.append(again)
+                continue
+            except BaseException:
+                await _aclose(chunks)
+                raise
+            return self._reply(name, request, first, chunks, errors, True, started)
+        return None
+
+    def _all_failed(self, order: list[str], errors: list[ProviderError]) -> AllProvidersFailed:
+        return self.reporter.all_failed(
+            order, errors, forced=self._forced(), chain=self.chain,
+            fallback_enabled=self.policy.fallback_enabled,
+        )
+
+    def _reply(
+        self, name: str, request: ChatRequest, first: ChatChunk,
+        chunks: AsyncIterator[ChatChunk], errors: list[ProviderError], fallback: bool,
+        started: float,
+    ) -> ReplyStream:
+        provider = self.pool[name].provider
+        self.reporter.answering(name, fallback, self.chain)
+        return ReplyStream(
+            provider=name,
+            display_name=provider.display_name,
+            model=provider.resolved_model(request),
+            fallback_used=fallback,
+            attempts=tuple((e.provider, e.reason) for e in errors),
+            errors=tuple(errors),
+            first=first,
+            rest=chunks,
+            started=started,
+            first_at=time.perf_counter(),
+            on_finish=functools.partial(self._finish, name, request),
+        )
+
+    def _request_for(
+        self, provider: Provider, msgs: list[dict[str, Any]], opts: ChatOptions,
+    ) -> ChatRequest:
+        window = provider.context_window
+        reply_budget = min(opts.max_tokens or self.policy.max_tokens, window // 2)
+        model_key = f"{provider.name}:{provider.model}"
+        fitted, report = self.tokens.fit(msgs, window - reply_budget, model_key)
+        if report.dropped or report.shortened:
+            self.reporter.logger.debug(
+                "Trimmed conversation for %s: dropped %d message(s), shortened %d "
+                "(about %d tokens for a budget of %d)",
+                provider.name, report.dropped, report.shortened,
+                report.estimated_tokens, report.budget,
+            )
+        return ChatRequest(
+            messages=fitted, model=opts.model_for(provider.name), temperature=opts.temperature,
+            max_tokens=opts.max_tokens, stop=opts.stop, options=opts.extra,
+        )
+
+    # -- outcomes --------------------------------------------------------------------------
+    def _failed(self, name: str, exc: ProviderError) -> None:
+        self.reporter.failed(name, exc)
+        self.pool.record_failure(name, exc)
+
+    def _finish(
+        self, name: str, request: ChatRequest, reply: ReplyStream,
+        final: ChatChunk | None, error: ProviderError | None,
+    ) -> None:
+        if error is not None:
+            self._failed(name, error)
+            self._on_change("request")
+            return
+        assert final is not None
+        moved = self.pool.record_success(
+            name, time.perf_counter() - reply.started, reply.time_to_first_token,
+            final.prompt_tokens, final.completion_tokens, reply.fallback_used,
+        )
+        if moved:
+            self._on_change("request")
+        provider = self.pool[name].provider
+        self.tokens.calibrate(f"{provider.name}:{provider.model}", request.messages,
+                              final.prompt_tokens)
+        self.reporter.history.record_request(name, reply.fallback_used)
+
+
+async def _first_chunk(name: str, chunks: AsyncIterator[ChatChunk]) -> ChatChunk:
+    """Read until the first text or the end; nothing reaches the caller before this."""
+    while True:
+        try:
+            chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            raise ProviderError(name, "the reply ended before any text") from None
+        if chunk.text or chunk.done:
+            return chunk
+
+
+async def _aclose(chunks: AsyncIterator[ChatChunk]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()

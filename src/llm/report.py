@@ -1,0 +1,174 @@
+"""Words and reports: the guide's log lines and error messages, ``/status`` and the CLI rows.
+
+The guide's wording is an interface (LLM_PROVIDER_FALLBACK_GUIDE.md): ``Using Ollama
+provider``, ``Ollama unavailable, switched to LMStudio provider``, ``Ollama inference
+failed: Connection refused``, ``Both Ollama and LMStudio providers failed`` and ``Ollama
+provider failed and fallback is disabled``. This module is the only one that words them,
+and the only one that knows the guide's provider names (:data:`OLLAMA`, :data:`LMSTUDIO`,
+:data:`EMBEDDED`); everything else works with whatever names the config has.
+
+It also keeps the recent history people read (:class:`~src.llm.status.StatusTracker`)
+and builds the per-provider status dicts that ``/status``, ``/ready`` and ``demi status``
+show.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import AllProvidersFailed, ProviderError
+from .pool import ProviderPool
+from .status import StatusTracker
+from .types import HealthReport
+
+OLLAMA = "ollama"
+LMSTUDIO = "lmstudio"
+EMBEDDED = "embedded"
+"""The guide's provider names (also the config keys of its two servers and the model)."""
+
+
+class Reporter:
+    """Logs the guide's lines, words its errors, records history, builds status dicts."""
+
+    def __init__(self, pool: ProviderPool, logger: logging.Logger, status: StatusTracker) -> None:
+        self._pool = pool
+        self.logger = logger
+        self.history = status
+
+    # -- log lines -----------------------------------------------------------------------
+    def started(self, active: str, preferred: str) -> None:
+        """The line after the start-up checks: which provider DEMI uses."""
+        display = self._pool.display
+        if not self._pool[active].usable:
+            reasons = "; ".join(
+                f"{n}: {self._pool[n].last_error or 'not ready'}" for n in self._pool
+            )
+            self.logger.warning("No LLM provider is reachable yet (%s)", reasons)
+        elif active == preferred:
+            self.logger.info("Using %s provider", display(preferred))
+        else:
+            self.logger.info("%s unavailable, switched to %s provider",
+                             display(preferred), display(active))
+
+    def switched(self, old: str, new: str, preferred: str, cause: str) -> None:
+        """The provider new requests go to changed; ``cause`` is ``request`` or ``health``."""
+        new_d, old_d = self._pool.display(new), self._pool.display(old)
+        why = self._pool[old].last_error
+        if new == preferred:
+            reason = f"{new_d} recovered"
+            self.logger.info("%s recovered, switched back to %s provider", new_d, new_d)
+        elif cause == "request":
+            reason = f"{old_d} inference failed" + (f": {why}" if why else "")
+            self.logger.info("Switched to %s provider", new_d)
+        else:
+            reason = f"{old_d} unavailable" + (f": {why}" if why else "")
+            self.logger.info("%s unavailable, switched to %s provider", old_d, new_d)
+        self.history.record_switch(old, new, reason)
+
+    def forced(self, name: str | None, active: str) -> None:
+        """``force_provider`` pinned ``name`` (or restored automatic selection: None)."""
+        if name is None:
+            self.logger.info("Automatic provider selection restored; using %s provider",
+                             self._pool.display(active))
+        else:
+            self.logger.info("Using %s provider (pinned by force_provider)",
+                             self._pool.display(name))
+        self.history.record_switch(active, name or active, "force_provider")
+
+    def trying(self, name: str) -> None:
+        self.logger.debug("Using %s provider", self._pool.display(name))
+
+    def failed(self, name: str, exc: ProviderError) -> None:
+        """A provider failed one request: the guide's ``<X> inference failed: <why>``."""
+        display = self._pool.display(name)
+        if not exc.counts_against_health:  # loading, not broken: no alarm
+            self.logger.info("%s not ready: %s", display, exc.reason)
+            return
+        self.logger.warning("%s inference failed: %s", display, exc.reason)
+        self.history.record_failure(name, exc.reason)
+
+    def answering(self, name: str, fallback: bool, chain: Sequence[str]) -> None:
+        """A reply started; the embedded model standing in is worth a warning."""
+        if name == EMBEDDED and fallback:
+            self.logger.warning("%s; the embedded model is answering", self._summary(chain))
+
+    # -- error messages ------------------------------------------------------------------
+    def _summary(self, order: Sequence[str]) -> str:
+        names = [n for n in order if n != EMBEDDED]
+        if OLLAMA in names and LMSTUDIO in names:
+            return "Both Ollama and LMStudio providers failed"
+        return "All providers failed (" + ", ".join(self._pool.display(n) for n in names) + ")"
+
+    def all_failed(
+        self, order: Sequence[str], errors: Sequence[ProviderError], *, forced: str | None,
+        chain: Sequence[str], fallback_enabled: bool,
+    ) -> AllProvidersFailed:
+        """The guide's message for a request no provider could serve, with what to do."""
+        display = self._pool.display
+        reasons = "; ".join(f"{display(e.provider)}: {e.reason}" for e in errors)
+        if forced is not None:
+            name = display(forced)
+            message = (
+                f"{name} provider failed (pinned with force_provider): {reasons}. "
+                "Call force_provider(None) to allow fallback, or fix the provider."
+            )
+        elif len(chain) == 1 and not fallback_enabled:
+            name = display(chain[0])
+            message = (
+                f"{name} provider failed and fallback is disabled: {reasons}. "
+                f"Set DEMI_ENABLE_LLM_FALLBACK=true to fall back to another provider, "
+                f"or fix {name}."
+            )
+        else:
+            hints = []
+            for n in order:
+                url = self._pool[n].provider.base_url
+                if n == OLLAMA:
+                    hints.append(f"curl {url}/api/tags")
+                elif url:
+                    hints.append(f"curl {url}/v1/models")
+            message = f"{self._summary(order)}: {reasons}."
+            if hints:
+                message += " Check that a provider is running: " + ", ".join(hints) + "."
+        self.history.record_exhausted()
+        return AllProvidersFailed(message, errors)
+
+    # -- status --------------------------------------------------------------------------
+    def provider_status(self, name: str, active: str) -> dict[str, Any]:
+        """One provider's row: ``/status``, ``/ready``, ``health()`` and ``demi status``."""
+        st = self._pool[name]
+        report = st.report or HealthReport(healthy=False, latency=0.0, error="not checked yet")
+        return {
+            "name": name,
+            "display_name": st.provider.display_name,
+            "kind": st.provider.kind,
+            "base_url": st.provider.base_url,
+            "model": st.provider.model,
+            "healthy": report.healthy,
+            "loading": report.loading,
+            "usable": st.usable,
+            "circuit": st.breaker.state.value,
+            "last_check": st.checked_wall,
+            "last_error": st.last_error,
+            "latency_ms": round(report.latency * 1000, 2),
+            "models": list(report.models),
+            "model_present": report.model_present,
+            "active": name == active,
+            "stats": st.stats.as_dict(),
+        }
+
+    def status(
+        self, *, active: str, forced: str | None, primary: str, strategy: str,
+    ) -> dict[str, Any]:
+        """The LLM layer's part of ``/status``: providers, routing, history and counters."""
+        return {
+            "active_provider": active,
+            "forced_provider": forced,
+            "primary": primary,
+            "chain": list(self._pool),
+            "strategy": strategy,
+            "providers": {n: self.provider_status(n, active) for n in self._pool},
+            **self.history.as_dict(),
+        }
