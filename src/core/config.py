@@ -91,21 +91,31 @@ class LMStudioConfig(_Server):
     api_key: str
 
 
-class OpenAICompatConfig(_Server):
-    """An extra OpenAI-compatible server in ``llm.providers``.
+class ProviderEntry(_Server):
+    """One entry of ``llm.providers``: an extra Ollama or OpenAI-compatible server.
 
     The one exception to "defaults live in ``defaults.yaml``": a YAML list cannot carry
     defaults for its entries, so an entry's optional keys default here (the values the
-    commented example in ``defaults.yaml`` shows).
+    commented example in ``defaults.yaml`` shows). ``kind: ollama`` entries are full Ollama
+    providers (``num_ctx``, ``keep_alive``); ``kind: openai`` speaks ``/v1/chat/completions``.
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["ollama", "openai"] = "openai"
     model: str | None = None
+    embedding_model: str | None = None
     api_key: str = "none"
     timeout: Seconds = Field(30, gt=0)
     temperature: float = Field(0.7, ge=0, le=2)
     context_window: int = Field(8192, ge=256)
+    keep_alive: str | float | None = None
     region: str | None = None
+    weight: float = Field(1.0, gt=0)
+    tags: tuple[str, ...] = ()
+
+
+OpenAICompatConfig = ProviderEntry
+"""The name this model had while every entry was OpenAI-compatible."""
 
 
 class EmbeddedConfig(BaseModel):
@@ -130,18 +140,55 @@ def _frozen_affinity(value: Mapping[str, tuple[str, ...]]) -> Mapping[str, tuple
     return MappingProxyType(dict(value))
 
 
+def _frozen_weights(value: Mapping[str, float]) -> Mapping[str, float]:
+    if any(w <= 0 for w in value.values()):
+        raise ValueError("weights must be greater than 0")
+    return MappingProxyType(dict(value))
+
+
+class CanaryConfig(BaseModel):
+    """``llm.routing.canary``: a share of traffic that rolls back by itself on a regression."""
+
+    model_config = _STRICT
+    provider: str | None
+    percent: float = Field(ge=0, le=100)
+    window: int = Field(ge=2)
+    max_error_rate: float = Field(ge=0, le=1)
+    max_ttft_ratio: float = Field(gt=0)
+
+
 class RoutingConfig(BaseModel):
     model_config = _STRICT
     strategy: Literal["failover", "round_robin", "nearest", "quality", "canary", "affinity"]
     region: str | None
     canary_provider: str | None
+    """Deprecated spelling of ``canary.provider`` (used when ``canary.provider`` is null)."""
     canary_percent: float = Field(ge=0, le=100)
+    """Deprecated spelling of ``canary.percent`` (used with ``canary_provider``)."""
+    canary: CanaryConfig
+    sticky: bool | None
+    """Sticky conversations; null = on when the chain has more than one provider."""
+    sticky_size: int = Field(ge=1)
+    sticky_ttl: Seconds = Field(gt=0)
+    weights: Annotated[Mapping[str, float], AfterValidator(_frozen_weights)]
+    """Round-robin weights of ollama / lmstudio / embedded (entries carry ``weight``)."""
     affinity: Annotated[Mapping[str, tuple[str, ...]], AfterValidator(_frozen_affinity)]
     """Read-only (a ``MappingProxyType``): the config is frozen all the way down."""
+
+    @property
+    def canary_target(self) -> tuple[str | None, float]:
+        """(canary provider, percent): ``canary`` first, else the deprecated flat keys."""
+        if self.canary.provider is not None:
+            return self.canary.provider, self.canary.percent
+        return self.canary_provider, self.canary_percent
 
     @field_serializer("affinity")
     def _plain_affinity(self, value: Mapping[str, tuple[str, ...]]) -> dict[str, list[str]]:
         return {k: list(v) for k, v in value.items()}
+
+    @field_serializer("weights")
+    def _plain_weights(self, value: Mapping[str, float]) -> dict[str, float]:
+        return dict(value)
 
 
 class LLMConfig(BaseModel):
@@ -163,7 +210,7 @@ class LLMConfig(BaseModel):
     order: tuple[str, ...]
     routing: RoutingConfig
     embedded: EmbeddedConfig
-    providers: tuple[OpenAICompatConfig, ...]
+    providers: tuple[ProviderEntry, ...]
 
     def provider_names(self) -> tuple[str, ...]:
         """Every provider name that is configured (whether or not it is in the chain)."""
@@ -356,6 +403,9 @@ def _check_names(config: DemiConfig) -> None:
     named += [("llm.order", n) for n in llm.order]
     if llm.routing.canary_provider:
         named.append(("llm.routing.canary_provider", llm.routing.canary_provider))
+    if llm.routing.canary.provider:
+        named.append(("llm.routing.canary.provider", llm.routing.canary.provider))
+    named += [("llm.routing.weights", n) for n in llm.routing.weights]
     for workload, names in llm.routing.affinity.items():
         named += [(f"llm.routing.affinity.{workload}", n) for n in names]
     for key, name in named:
@@ -363,6 +413,12 @@ def _check_names(config: DemiConfig) -> None:
             raise ConfigError(
                 f"Invalid configuration:\n  {key} = {name!r}: not a provider; "
                 f"expected one of {sorted(known)}"
+            )
+    for entry in llm.providers:
+        if entry.kind == "ollama" and not entry.model:
+            raise ConfigError(
+                f"Invalid configuration:\n  llm.providers[{entry.name}].model: missing; a "
+                f"kind: ollama provider needs the model to run (e.g. llama3.2:1b)"
             )
     if llm.provider == "embedded" and not llm.embedded.enabled:
         raise ConfigError(

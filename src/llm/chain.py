@@ -26,7 +26,7 @@ from .pool import ProviderPool
 from .provider import Provider
 from .report import Reporter
 from .requests import ChatOptions
-from .routing import RouteContext, Strategy
+from .routing import Outcome, RouteContext, Strategy
 from .stream import ReplyStream
 from .tokens import TokenEstimator
 from .types import ChatChunk, ChatRequest
@@ -58,8 +58,10 @@ class ChainWalker:
         *,
         forced: Callable[[], str | None],
         on_change: Callable[[str], None],
+        last_resort: frozenset[str] = frozenset(),
     ) -> None:
         self.pool = pool
+        self.last_resort = last_resort
         self.chain = list(pool)
         self.strategy = strategy
         self.monitor = monitor
@@ -70,21 +72,27 @@ class ChainWalker:
         self._on_change = on_change
 
     # -- order -----------------------------------------------------------------------------
-    def _context(self, workload: str | None, usable: frozenset[str]) -> RouteContext:
+    def _context(
+        self, workload: str | None, usable: frozenset[str], msgs: list[dict[str, Any]] | None,
+    ) -> RouteContext:
         return RouteContext(
             available=usable,
             stats={n: self.pool[n].stats for n in self.pool},
             regions={n: self.pool[n].provider.region for n in self.pool},
             workload=workload,
+            last_resort=self.last_resort,
+            messages=msgs or (),
         )
 
-    def attempt_order(self, workload: str | None) -> tuple[list[str], list[str]]:
+    def attempt_order(
+        self, workload: str | None, msgs: list[dict[str, Any]] | None = None,
+    ) -> tuple[list[str], list[str]]:
         """(the order to try, the strategy's own order before open circuits moved back)."""
         forced = self._forced()
         if forced is not None:
             return [forced], [forced]
         usable = self.pool.usable()
-        ordered = self.strategy.order(self.chain, self._context(workload, usable))
+        ordered = self.strategy.order(self.chain, self._context(workload, usable, msgs))
         attempts = [n for n in ordered if n in usable] + [n for n in ordered if n not in usable]
         return attempts, ordered
 
@@ -94,7 +102,7 @@ class ChainWalker:
         Side-effect free: it is what ``active_provider`` and the switch lines report.
         """
         usable = self.pool.usable()
-        ordered = self.strategy.preview(self.chain, self._context(None, usable))
+        ordered = self.strategy.preview(self.chain, self._context(None, usable, None))
         active = next((n for n in ordered if n in usable), ordered[0])
         return active, ordered[0]
 
@@ -117,7 +125,7 @@ class ChainWalker:
         """
         started = time.perf_counter()
         await self.probe_ahead()
-        order, preferred = self.attempt_order(opts.workload)
+        order, preferred = self.attempt_order(opts.workload, msgs)
         errors: list[ProviderError] = []
         for name in order:
             provider = self.pool[name].provider
@@ -230,6 +238,8 @@ class ChainWalker:
     def _failed(self, name: str, exc: ProviderError) -> None:
         self.reporter.failed(name, exc)
         self.pool.record_failure(name, exc)
+        if exc.counts_against_health:
+            self.strategy.observe(Outcome(name, ok=False))
 
     def _finish(
         self, name: str, request: ChatRequest, reply: ReplyStream,
@@ -246,6 +256,8 @@ class ChainWalker:
         )
         if moved:
             self._on_change("request")
+        self.strategy.observe(Outcome(name, ok=True, ttft=reply.time_to_first_token,
+                                      messages=request.messages))
         provider = self.pool[name].provider
         self.tokens.calibrate(f"{provider.name}:{provider.model}", request.messages,
                               final.prompt_tokens)

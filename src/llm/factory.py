@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import logging
 
-from src.core.config import DemiConfig, LLMConfig
+from src.core.config import DemiConfig, LLMConfig, OllamaConfig, ProviderEntry, RoutingConfig
 
+from .canary import CanaryStrategy
 from .provider import Provider, Timeouts
 from .providers.lmstudio import LMStudioInference
 from .providers.ollama import OllamaInference
 from .providers.openai_compat import OpenAICompatProvider
 from .report import EMBEDDED, LMSTUDIO, OLLAMA
+from .routing import (
+    AffinityStrategy,
+    FailoverStrategy,
+    NearestStrategy,
+    QualityStrategy,
+    RoundRobinStrategy,
+    Strategy,
+)
 
 
 def build_providers(config: DemiConfig, logger: logging.Logger) -> dict[str, Provider]:
@@ -27,17 +36,47 @@ def build_providers(config: DemiConfig, logger: logging.Logger) -> dict[str, Pro
         LMSTUDIO: LMStudioInference(llm.lmstudio, timeouts),
     }
     for extra in llm.providers:
-        providers[extra.name] = OpenAICompatProvider(
-            extra.name, extra.name, base_url=extra.base_url, model=extra.model,
-            api_key=extra.api_key, first_token_timeout=extra.timeout,
-            temperature=extra.temperature, context_window=extra.context_window,
-            timeouts=timeouts, region=extra.region,
-        )
+        providers[extra.name] = build_entry(extra, timeouts)
     if llm.embedded.enabled:
         embedded = _build_embedded(config, logger)
         if embedded is not None:
             providers[EMBEDDED] = embedded
     return providers
+
+
+def build_entry(entry: ProviderEntry, timeouts: Timeouts) -> Provider:
+    """The provider for one ``llm.providers`` entry, of the kind it names."""
+    if entry.kind == "ollama":
+        # Take every key OllamaConfig declares from the entry, so keys added to llm.ollama
+        # later (and mirrored on entries) reach extra Ollama servers too.
+        fields = entry.model_dump()
+        cfg = OllamaConfig.model_validate(
+            {k: fields[k] for k in OllamaConfig.model_fields if k in fields}
+        )
+        return OllamaInference(cfg, timeouts, name=entry.name, display_name=entry.name)
+    return OpenAICompatProvider(
+        entry.name, entry.name, base_url=entry.base_url, model=entry.model,
+        api_key=entry.api_key, first_token_timeout=entry.timeout,
+        temperature=entry.temperature, context_window=entry.context_window,
+        timeouts=timeouts, region=entry.region,
+    )
+
+
+def provider_weights(llm: LLMConfig) -> dict[str, float]:
+    """Round-robin weight of every configured provider (1 unless configured)."""
+    weights = {name: 1.0 for name in llm.provider_names()}
+    weights.update(llm.routing.weights)
+    weights.update({p.name: p.weight for p in llm.providers})
+    return weights
+
+
+def last_resort(chain: list[str]) -> frozenset[str]:
+    """Providers no strategy may move ahead of the others: the embedded model while it is
+    last in the chain (a tiny model is a last resort, not a third of the traffic). An
+    ``llm.order`` that puts it elsewhere makes it an ordinary member of the rotation."""
+    if len(chain) > 1 and chain[-1] == EMBEDDED:
+        return frozenset({EMBEDDED})
+    return frozenset()
 
 
 def _build_embedded(config: DemiConfig, logger: logging.Logger) -> Provider | None:
@@ -69,3 +108,21 @@ def resolve_chain(llm: LLMConfig, available: list[str]) -> list[str]:
     if not llm.enable_fallback:
         chain = chain[:1]
     return chain
+
+
+def make_strategy(
+    cfg: RoutingConfig, weights: dict[str, float] | None = None,
+    logger: logging.Logger | None = None,
+) -> Strategy:
+    """Build the configured routing strategy."""
+    if cfg.strategy == "round_robin":
+        return RoundRobinStrategy(weights)
+    if cfg.strategy == "nearest":
+        return NearestStrategy(cfg.region)
+    if cfg.strategy == "quality":
+        return QualityStrategy()
+    if cfg.strategy == "canary":
+        return CanaryStrategy.from_config(cfg, logger=logger)
+    if cfg.strategy == "affinity":
+        return AffinityStrategy(cfg.affinity)
+    return FailoverStrategy()

@@ -28,7 +28,7 @@ from .breaker import BreakerPolicy, BreakerState
 from .chain import ChainWalker, WalkPolicy
 from .clock import Clock, SystemClock
 from .errors import Closed, ConfigError, UnknownProviderError
-from .factory import build_providers, resolve_chain
+from .factory import build_providers, last_resort, make_strategy, provider_weights, resolve_chain
 from .health import HealthMonitor
 from .pool import ProviderPool
 from .provider import Provider
@@ -36,7 +36,7 @@ from .providers.lmstudio import LMStudioInference
 from .providers.ollama import OllamaInference
 from .report import LMSTUDIO, OLLAMA, Reporter
 from .requests import parse_options, validate_messages
-from .routing import Strategy, make_strategy
+from .routing import Strategy
 from .status import StatusTracker
 from .stream import ReplyStream
 from .types import ChatResult, Message
@@ -86,7 +86,9 @@ class UnifiedLLMInference:
         self._unused = [p for n, p in built.items() if n not in self.pool]
         for name in self.chain:
             built[name].state_listener = functools.partial(self._provider_changed, name)
-        self.strategy = strategy or make_strategy(llm.routing)
+        self.strategy = strategy or make_strategy(
+            llm.routing, provider_weights(llm), self.logger
+        )
         self.status = StatusTracker(self._clock)
         self.reporter = Reporter(self.pool, self.logger, self.status)
         self.monitor = HealthMonitor(
@@ -96,7 +98,7 @@ class UnifiedLLMInference:
         self.walker = ChainWalker(
             self.pool, self.strategy, self.monitor, self.reporter,
             WalkPolicy.from_config(llm), forced=lambda: self._forced,
-            on_change=self._update_active,
+            on_change=self._update_active, last_resort=last_resort(self.chain),
         )
         self.tokens = self.walker.tokens
         self._forced: str | None = None
@@ -199,10 +201,12 @@ class UnifiedLLMInference:
 
     def status_report(self) -> dict[str, Any]:
         """Providers, routing, recent history and counters (the LLM's part of ``/status``)."""
-        return self.reporter.status(
+        report = self.reporter.status(
             active=self.active_provider, forced=self._forced, primary=self.primary,
             strategy=self.strategy.name,
         )
+        report.update(self.strategy.describe())
+        return report
 
     def _provider_changed(self, name: str) -> None:
         """A provider's own state moved (its engine died or is ready): re-check it now."""

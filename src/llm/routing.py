@@ -1,27 +1,31 @@
 """Routing strategies: each decides the order in which providers are tried for one request.
 
 A strategy only orders names; it never calls a provider, and the chain walk in
-``inference.py`` never knows which strategy is in force. Adding a strategy is adding a
+``chain.py`` never knows which strategy is in force. Adding a strategy is adding a
 small class here and a name to ``STRATEGIES``.
 
 * ``failover``    the configured chain, primary first (the guide's behaviour).
-* ``round_robin`` rotate the start of the chain over the providers that are up, spreading
-                  load; the rest stay behind as fallbacks.
+* ``round_robin`` smooth weighted round-robin over the providers that are up (``weight``);
+                  the rest stay behind as fallbacks.
 * ``nearest``     providers in ``routing.region`` first, then by measured time to first
-                  token (the guide's "geographic selection", measured rather than assumed).
+                  token of real requests (the guide's "geographic selection").
 * ``quality``     by a score from measured reliability and speed (``ProviderStats``).
-* ``canary``      ``canary_percent`` % of requests start at ``canary_provider``.
+* ``canary``      ``canary.percent`` % of requests start at ``canary.provider``, rolled
+                  back by itself on a regression (``canary.py``).
 * ``affinity``    the request's ``workload`` (e.g. ``code``) picks preferred providers.
+
+Every strategy orders only the head of the chain: the ``last_resort`` providers (the
+embedded model, while it is last in the chain) stay at the end whatever the strategy
+measures, so a 270M model never takes a share of the traffic or wins on a 0 ms probe.
+The chain walk reports every request's outcome through :meth:`Strategy.observe`.
 """
 
 from __future__ import annotations
 
-import itertools
-import random
-from collections.abc import Callable, Mapping, Sequence
+import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-from src.core.config import RoutingConfig
+from typing import Any
 
 from .stats import ProviderStats
 
@@ -34,19 +38,49 @@ class RouteContext:
     stats: Mapping[str, ProviderStats]
     regions: Mapping[str, str | None]
     workload: str | None = None
+    last_resort: frozenset[str] = frozenset()
+    messages: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one request went at one provider, as the chain walk saw it."""
+
+    provider: str
+    ok: bool
+    ttft: float | None = None
+    messages: Sequence[Mapping[str, Any]] = ()
 
 
 class Strategy:
+    """Orders the head of the chain; subclasses override :meth:`_order` (and
+    :meth:`_preview` when ordering advances state or draws lots)."""
+
     name = "failover"
 
     def order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
         """The order to try providers in for one request (may advance internal state)."""
-        return list(chain)
+        head = [n for n in chain if n not in ctx.last_resort]
+        return self._order(head, ctx) + [n for n in chain if n in ctx.last_resort]
 
     def preview(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
         """The order most requests get now, without side effects: what ``active_provider``
-        and the switch log lines report. Strategies that rotate or draw lots override it."""
-        return self.order(chain, ctx)
+        and the switch log lines report."""
+        head = [n for n in chain if n not in ctx.last_resort]
+        return self._preview(head, ctx) + [n for n in chain if n in ctx.last_resort]
+
+    def _order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+        return list(chain)
+
+    def _preview(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+        return self._order(chain, ctx)
+
+    def observe(self, outcome: Outcome) -> None:
+        """A request finished or failed at a provider (strategies that learn override it)."""
+
+    def describe(self) -> dict[str, Any]:
+        """Extra state for ``/status`` (the canary's state, the sticky table's counts)."""
+        return {}
 
 
 class FailoverStrategy(Strategy):
@@ -54,81 +88,86 @@ class FailoverStrategy(Strategy):
 
 
 class RoundRobinStrategy(Strategy):
+    """Smooth weighted round-robin (nginx's): over any run of requests each provider that
+    is up starts ``weight / total`` of them, interleaved rather than in bursts."""
+
     name = "round_robin"
 
-    def __init__(self) -> None:
-        self._counter = itertools.count()
+    def __init__(self, weights: Mapping[str, float] | None = None) -> None:
+        self.weights = dict(weights or {})
+        self._current: dict[str, float] = {}
 
-    def order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+    def _order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
         up = [n for n in chain if n in ctx.available]
         if len(up) < 2:
             return list(chain)
-        k = next(self._counter) % len(up)
-        rotated = up[k:] + up[:k]
-        return rotated + [n for n in chain if n not in ctx.available]
+        total = 0.0
+        for n in up:
+            weight = self.weights.get(n, 1.0)
+            self._current[n] = self._current.get(n, 0.0) + weight
+            total += weight
+        pick = max(up, key=lambda n: (self._current[n], -up.index(n)))
+        self._current[pick] -= total
+        return [pick, *(n for n in up if n != pick), *(n for n in chain if n not in up)]
 
-    def preview(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+    def _preview(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
         """The rotation spreads load over equals; the chain order is the stable answer."""
         return list(chain)
 
 
 class NearestStrategy(Strategy):
+    """Region first, then the measured time to first token of real requests.
+
+    A health probe's latency says how fast a server answers ``/api/tags``, not how fast
+    it starts a reply, so probes rank providers only until the first real request
+    finishes anywhere; after that a provider with no request yet ranks as the median of
+    the measured ones (neutral), not by its probe.
+    """
+
     name = "nearest"
 
     def __init__(self, region: str | None) -> None:
         self.region = region
 
-    def order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+    def _order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
         position = {n: i for i, n in enumerate(chain)}
+        measured = {n: s.ttft_ewma for n in chain
+                    if (s := ctx.stats.get(n)) is not None and s.ttft_ewma is not None}
+        neutral = statistics.median(measured.values()) if measured else None
+
+        def latency(n: str) -> float:
+            if n in measured:
+                return measured[n]
+            if neutral is not None:
+                return neutral
+            stats = ctx.stats.get(n)
+            probe = stats.probe_latency_ewma if stats is not None else None
+            return probe if probe is not None else float("inf")
 
         def key(n: str) -> tuple[int, float, int]:
             local = 0 if self.region and ctx.regions.get(n) == self.region else 1
-            stats = ctx.stats.get(n)
-            latency = stats.expected_latency if stats else None
-            return (local, latency if latency is not None else float("inf"), position[n])
+            return (local, latency(n), position[n])
 
         return sorted(chain, key=key)
 
 
 class QualityStrategy(Strategy):
+    """By :meth:`ProviderStats.quality_score`: EWMAs of success, TTFT and tokens/s from
+    real requests. An untried provider has the neutral prior score (reliable, middling
+    speed), so it ranks below a measured fast one and above a measured slow one."""
+
     name = "quality"
 
-    def order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+    def _order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
         position = {n: i for i, n in enumerate(chain)}
+        neutral = ProviderStats().quality_score()
 
         def key(n: str) -> tuple[float, int]:
             stats = ctx.stats.get(n)
-            # Unmeasured providers keep their configured place among equals (score 1.0).
-            score = stats.quality_score() if stats and stats.requests else 1.0
+            score = stats.quality_score() if stats is not None else neutral
             return (-round(score, 3), position[n])
 
         return sorted(chain, key=key)
-
-
-class CanaryStrategy(Strategy):
-    name = "canary"
-
-    def __init__(
-        self, canary: str | None, percent: float, rand: Callable[[], float] = random.random,
-    ) -> None:
-        self.canary = canary
-        self.percent = percent
-        self._rand = rand
-
-    def order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
-        if not self.canary or self.canary not in chain:
-            return list(chain)
-        rest = [n for n in chain if n != self.canary]
-        if self._rand() * 100 < self.percent:
-            return [self.canary, *rest]
-        return [*rest, self.canary]
-
-    def preview(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
-        """Where most requests start: the canary only when it gets more than half."""
-        if not self.canary or self.canary not in chain:
-            return list(chain)
-        rest = [n for n in chain if n != self.canary]
-        return [self.canary, *rest] if self.percent > 50 else [*rest, self.canary]
 
 
 class AffinityStrategy(Strategy):
@@ -137,24 +176,9 @@ class AffinityStrategy(Strategy):
     def __init__(self, affinity: Mapping[str, Sequence[str]]) -> None:
         self.affinity = {k: tuple(v) for k, v in affinity.items()}
 
-    def order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+    def _order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
         preferred = [n for n in self.affinity.get(ctx.workload or "", ()) if n in chain]
         return preferred + [n for n in chain if n not in preferred]
 
 
 STRATEGIES = ("failover", "round_robin", "nearest", "quality", "canary", "affinity")
-
-
-def make_strategy(cfg: RoutingConfig) -> Strategy:
-    """Build the configured strategy."""
-    if cfg.strategy == "round_robin":
-        return RoundRobinStrategy()
-    if cfg.strategy == "nearest":
-        return NearestStrategy(cfg.region)
-    if cfg.strategy == "quality":
-        return QualityStrategy()
-    if cfg.strategy == "canary":
-        return CanaryStrategy(cfg.canary_provider, cfg.canary_percent)
-    if cfg.strategy == "affinity":
-        return AffinityStrategy(cfg.affinity)
-    return FailoverStrategy()

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+TOKENS_PER_S_HALF = 20.0
+"""Generation speed that scores half of the speed term (a small local model's pace)."""
+
 
 def _ewma(old: float | None, sample: float, alpha: float) -> float:
     return sample if old is None else old + alpha * (sample - old)
@@ -29,6 +32,7 @@ class ProviderStats:
     latency_ewma: float | None = None
     ttft_ewma: float | None = None
     probe_latency_ewma: float | None = None
+    tokens_per_s_ewma: float | None = None
     success_ewma: float = 1.0
     alpha: float = 0.2
 
@@ -44,6 +48,11 @@ class ProviderStats:
         self.latency_ewma = _ewma(self.latency_ewma, latency, self.alpha)
         if ttft is not None:
             self.ttft_ewma = _ewma(self.ttft_ewma, ttft, self.alpha)
+            generating = latency - ttft
+            if completion_tokens and generating > 0:
+                self.tokens_per_s_ewma = _ewma(
+                    self.tokens_per_s_ewma, completion_tokens / generating, self.alpha
+                )
         self.success_ewma = _ewma(self.success_ewma, 1.0, self.alpha)
 
     def record_failure(self) -> None:
@@ -61,14 +70,24 @@ class ProviderStats:
             return self.ttft_ewma
         return self.probe_latency_ewma
 
+    @property
+    def measured(self) -> bool:
+        """True once a real request finished here (probes alone do not count)."""
+        return self.requests > 0
+
     def quality_score(self) -> float:
         """Higher is better: reliability first, then speed. In (0, 1].
 
-        A provider that fails half its requests scores below any reliable one however fast
-        it is; between reliable providers, the one that starts answering sooner wins.
+        Only real requests count: success, time to first token and tokens per second, each
+        an EWMA. A provider that fails half its requests scores below any reliable one
+        however fast it is; between reliable ones, a sooner first token and a faster
+        generation win. A speed not measured yet counts as middling (0.5), not as best.
         """
-        speed = 1.0 / (1.0 + (self.expected_latency or 0.0))
-        return (self.success_ewma ** 2) * (0.5 + 0.5 * speed)
+        ttft = 0.5 if self.ttft_ewma is None else 1.0 / (1.0 + self.ttft_ewma)
+        tps = 0.5 if self.tokens_per_s_ewma is None else (
+            self.tokens_per_s_ewma / (self.tokens_per_s_ewma + TOKENS_PER_S_HALF)
+        )
+        return (self.success_ewma ** 2) * (0.5 + 0.25 * ttft + 0.25 * tps)
 
     def as_dict(self) -> dict[str, float | int | None]:
         return {
@@ -82,5 +101,6 @@ class ProviderStats:
             "latency_ewma_s": self.latency_ewma,
             "ttft_ewma_s": self.ttft_ewma,
             "probe_latency_ewma_s": self.probe_latency_ewma,
+            "tokens_per_s_ewma": self.tokens_per_s_ewma,
             "quality_score": round(self.quality_score(), 4),
         }

@@ -203,3 +203,30 @@ def test_routing_affinity_is_read_only() -> None:
     assert config.llm.routing.affinity == {"code": ("lmstudio",)}
     with pytest.raises(TypeError):
         config.llm.routing.affinity["chat"] = ("ollama",)  # type: ignore[index]
+
+
+def test_provider_entries_take_kind_and_routing_keys() -> None:
+    """llm.providers entries accept kind, weight, tags, keep_alive and embedding_model."""
+    config = DemiConfig.from_mapping({"llm": {"providers": [
+        {"name": "gpu-box", "kind": "ollama", "base_url": "http://10.0.0.2:11434/",
+         "model": "llama3.2:1b", "keep_alive": "10m", "weight": 3, "tags": ["gpu"],
+         "embedding_model": "nomic-embed-text"},
+        {"name": "vllm", "base_url": "http://10.0.0.3:8000"},
+    ]}})
+    box, vllm = config.llm.providers
+    assert (box.kind, box.base_url, box.weight, box.tags) == (
+        "ollama", "http://10.0.0.2:11434", 3, ("gpu",))
+    assert vllm.kind == "openai" and vllm.weight == 1
+
+
+def test_ollama_entry_needs_a_model() -> None:
+    """A kind: ollama entry without a model is refused with a message naming the key."""
+    with pytest.raises(ConfigError, match=r"llm.providers\[box\].model"):
+        DemiConfig.from_mapping({"llm": {"providers": [
+            {"name": "box", "kind": "ollama", "base_url": "http://h:11434"}]}})
+
+
+def test_canary_provider_must_exist() -> None:
+    """llm.routing.canary.provider names a configured provider."""
+    with pytest.raises(ConfigError, match=r"llm\.routing\.canary\.provider"):
+        DemiConfig.from_mapping({"llm": {"routing": {"canary": {"provider": "nope"}}}})
