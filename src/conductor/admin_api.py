@@ -10,6 +10,9 @@
 * ``GET /admin/provider``: the pinned provider; ``POST /admin/provider
   {"provider": "lmstudio" | null}`` pins one (no fallback while pinned) or restores
   automatic selection.
+* ``GET /admin/canary``: the canary's state; ``POST /admin/canary {"percent": 10,
+  "provider": "box"}`` (both optional) resumes a rolled-back canary (at its old share
+  when no percent is given) or changes it. 409 unless ``llm.routing.strategy`` is canary.
 
 The admin endpoint has no authentication: its protection is that the conductor listens on
 loopback (``conductor.host: 127.0.0.1``) by default. Binding another address exposes it to
@@ -25,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from src.llm.canary import CanaryStrategy
 from src.llm.errors import UnknownProviderError
 
 from .bodies import read_json_object, wrong_type
@@ -59,6 +63,8 @@ class AdminRoutes:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/admin/provider", self.get_provider)
         app.router.add_post("/admin/provider", self.set_provider)
+        app.router.add_get("/admin/canary", self.get_canary)
+        app.router.add_post("/admin/canary", self.set_canary)
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(body=_OK, content_type=JSON_TYPE)
@@ -129,3 +135,34 @@ class AdminRoutes:
         except UnknownProviderError as exc:
             raise ApiError(400, str(exc), extra={"providers": list(exc.known)}) from None
         return _json(self._provider_body())
+
+    def _canary(self) -> CanaryStrategy:
+        llm = self.state.llm
+        canary = llm.canary
+        if canary is None:
+            raise ApiError(409, f"llm.routing.strategy is {llm.strategy.name!r}; set it to "
+                           "'canary' (with llm.routing.canary) to use /admin/canary")
+        return canary
+
+    async def get_canary(self, request: web.Request) -> web.Response:
+        return _json(self._canary().describe()["canary"])
+
+    async def set_canary(self, request: web.Request) -> web.Response:
+        body = await read_json_object(request, self.state.max_body)
+        canary = self._canary()
+        unknown = sorted(set(body) - {"percent", "provider"})
+        if unknown:
+            raise ApiError(400, f"unknown field(s) {unknown}: /admin/canary takes "
+                           '{"percent": 0-100, "provider": "<name>"}, both optional')
+        percent = body.get("percent")
+        if percent is not None and (isinstance(percent, bool)
+                                    or not isinstance(percent, int | float)
+                                    or not 0 <= percent <= 100):
+            raise wrong_type("percent", "a number from 0 to 100", percent)
+        provider = body.get("provider")
+        chain = list(self.state.llm.chain)
+        if provider is not None and provider not in chain:
+            raise ApiError(400, f"provider {provider!r} is not in the chain {chain}",
+                           extra={"providers": chain})
+        canary.update(provider=provider, percent=None if percent is None else float(percent))
+        return _json(canary.describe()["canary"])

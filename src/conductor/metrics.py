@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from src.llm.errors import (
@@ -73,6 +73,58 @@ class _StateCollector(Collector):
         )
 
 
+_STAT_GAUGES = (
+    ("quality_score", "demi_provider_quality_score",
+     "Routing quality score per provider (EWMAs of success, TTFT, tokens/s; 0-1)"),
+    ("success_ewma", "demi_provider_success_ewma",
+     "Moving average of request success per provider (0-1)"),
+    ("ttft_ewma_s", "demi_provider_ttft_ewma_seconds",
+     "Moving average of time to first token of real requests per provider"),
+    ("tokens_per_s_ewma", "demi_provider_tokens_per_second_ewma",
+     "Moving average of generation speed per provider"),
+)
+
+
+class _RoutingCollector(Collector):
+    """Scrape-time routing state: per-provider scores, sticky table counts, canary share."""
+
+    def __init__(self, report: Callable[[], dict[str, Any]]) -> None:
+        self._report = report
+
+    def collect(self) -> Iterator[Metric]:
+        report = self._report()
+        for key, name, doc in _STAT_GAUGES:
+            gauge = GaugeMetricFamily(name, doc, labels=["provider"])
+            for provider, row in report["providers"].items():
+                value = row["stats"].get(key)
+                if value is not None:
+                    gauge.add_metric([provider], float(value))
+            yield gauge
+        sticky = report.get("sticky")
+        if sticky is not None:
+            yield CounterMetricFamily("demi_sticky_lookups",
+                                      "Requests that could continue a remembered conversation",
+                                      value=sticky["lookups"])
+            yield CounterMetricFamily("demi_sticky_hits",
+                                      "Requests sent back to the provider of their conversation",
+                                      value=sticky["hits"])
+            yield GaugeMetricFamily("demi_sticky_hit_ratio", "Sticky hits / lookups",
+                                    value=sticky["hit_rate"] or 0.0)
+            yield GaugeMetricFamily("demi_sticky_entries", "Conversations remembered",
+                                    value=sticky["entries"])
+        canary = report.get("canary")
+        if canary is not None and canary["provider"]:
+            share = GaugeMetricFamily("demi_canary_percent",
+                                      "Share of requests that start at the canary",
+                                      labels=["provider"])
+            share.add_metric([canary["provider"]], float(canary["percent"]))
+            yield share
+            rolled = GaugeMetricFamily("demi_canary_rolled_back",
+                                       "1 while the canary is rolled back", labels=["provider"])
+            rolled.add_metric([canary["provider"]], float(canary["rollback"] is not None))
+            yield rolled
+
+
 class Metrics:
     """The conductor's counters and histograms, with cached label children."""
 
@@ -80,6 +132,7 @@ class Metrics:
         self,
         circuits: Callable[[], Iterable[tuple[str, str]]],
         in_flight: Callable[[], int],
+        routing: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = Counter(
@@ -112,6 +165,8 @@ class Metrics:
             ["provider"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
         self.registry.register(_StateCollector(circuits, in_flight))
+        if routing is not None:
+            self.registry.register(_RoutingCollector(routing))
         self._children: dict[Any, Any] = {}
         self._request_children: dict[tuple[str, str, int], Any] = {}
 

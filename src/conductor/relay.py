@@ -32,6 +32,7 @@ from .errors import JSON_TYPE, ApiError, internal_error, log_bug
 from .state import ConductorState
 
 WholeEncoder = Callable[[Collected], bytes]
+WORKLOAD_HEADER = "X-DEMI-Workload"
 StreamEncoderFactory = Callable[[ReplyStream], StreamEncoder]
 
 
@@ -41,6 +42,9 @@ async def answer(
     whole_type: str = JSON_TYPE,
 ) -> web.StreamResponse:
     """Serve one chat request: streamed with ``stream``'s encoder if given, else whole."""
+    workload = request.headers.get(WORKLOAD_HEADER)
+    if workload:  # routing.strategy affinity: the caller names the kind of work
+        options = {**options, "workload": workload}
     if stream is not None:
         reply = await open_reply(state, messages, options)
         return await stream_reply(state, request, reply, stream(reply))

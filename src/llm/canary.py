@@ -1,8 +1,12 @@
 """The canary strategy: a share of traffic on a provider under test, rolled back by itself.
 
 ``percent`` % of requests start at the canary; the rest start at the others (the canary
-stays behind them as a fallback). Every outcome at the canary goes into a window of its
-last ``window`` requests; the others' successful first-token times make the baseline.
+stays behind them as a fallback). The split is deterministic, not a dice roll: a running
+total adds ``percent`` per request and sends the request to the canary each time it
+passes 100, so any run of requests gets the share to within one request.
+
+Every outcome at the canary goes into a window of its last ``window`` requests; the
+others' successful first-token times make the baseline.
 A regression sets the share to 0 % at once, logs one WARNING line with the numbers and
 stays visible in ``/status`` until an operator resumes or changes it (``POST
 /admin/canary``, :meth:`CanaryStrategy.update`):
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -47,7 +50,7 @@ class CanaryStrategy(Strategy):
     def __init__(
         self, canary: str | None, percent: float, *, window: int = 20,
         max_error_rate: float = 0.2, max_ttft_ratio: float = 2.0,
-        rand: Callable[[], float] = random.random, logger: logging.Logger | None = None,
+        logger: logging.Logger | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.canary = canary
@@ -55,7 +58,7 @@ class CanaryStrategy(Strategy):
         self.window = window
         self.max_error_rate = max_error_rate
         self.max_ttft_ratio = max_ttft_ratio
-        self._rand = rand
+        self._credit = 0.0
         self._wall = wall
         self.logger = logger or logging.getLogger("demi.llm")
         self.rollback: dict[str, Any] | None = None
@@ -81,7 +84,9 @@ class CanaryStrategy(Strategy):
         if not present:
             return list(chain)
         assert self.canary is not None
-        if self.percent > 0 and self._rand() * 100 < self.percent:
+        self._credit += self.percent
+        if self._credit >= 100:
+            self._credit -= 100
             return [self.canary, *rest]
         return [*rest, self.canary]
 
@@ -137,11 +142,17 @@ class CanaryStrategy(Strategy):
 
     # -- operator ----------------------------------------------------------------------
     def update(self, *, provider: str | None = None, percent: float | None = None) -> None:
-        """Resume (or change) the canary: a new share and/or provider, a fresh window."""
+        """Resume (or change) the canary: a new share and/or provider, a fresh window.
+
+        Without a new ``percent``, a rolled-back canary resumes at the share it had.
+        """
         if provider is not None:
             self.canary = provider
         if percent is not None:
             self.percent = percent
+            self._credit = 0.0
+        elif self.rollback is not None:
+            self.percent = self.rollback["from_percent"]
         self.rollback = None
         self._outcomes.clear()
         self.logger.info("Canary %s set to %g%% of requests", self.canary, self.percent)

@@ -25,6 +25,7 @@ from .routing import (
     RoundRobinStrategy,
     Strategy,
 )
+from .sticky import StickyStrategy, StickyTable
 
 
 def build_providers(config: DemiConfig, logger: logging.Logger) -> dict[str, Provider]:
@@ -110,11 +111,29 @@ def resolve_chain(llm: LLMConfig, available: list[str]) -> list[str]:
     return chain
 
 
+SPREADING = frozenset({"round_robin", "quality", "nearest"})
+"""Strategies that may send one conversation's turns to different servers: where
+``llm.routing.sticky: null`` turns sticky conversations on (with 2+ providers). Under
+failover and affinity every turn already starts at the same place (and sticking would
+keep traffic off a recovered primary); a canary's rollback must move traffic at once."""
+
+
 def make_strategy(
     cfg: RoutingConfig, weights: dict[str, float] | None = None,
-    logger: logging.Logger | None = None,
+    logger: logging.Logger | None = None, *, providers: int = 1,
 ) -> Strategy:
-    """Build the configured routing strategy."""
+    """Build the configured routing strategy (``providers``: how many it can spread over)."""
+    strategy = _base_strategy(cfg, weights, logger)
+    sticky = cfg.sticky if cfg.sticky is not None else (
+        cfg.strategy in SPREADING and providers > 1)
+    if sticky:
+        return StickyStrategy(strategy, StickyTable(cfg.sticky_size, cfg.sticky_ttl))
+    return strategy
+
+
+def _base_strategy(
+    cfg: RoutingConfig, weights: dict[str, float] | None, logger: logging.Logger | None,
+) -> Strategy:
     if cfg.strategy == "round_robin":
         return RoundRobinStrategy(weights)
     if cfg.strategy == "nearest":

@@ -25,6 +25,7 @@ from typing import Any
 from src.core.config import DemiConfig
 
 from .breaker import BreakerPolicy, BreakerState
+from .canary import CanaryStrategy
 from .chain import ChainWalker, WalkPolicy
 from .clock import Clock, SystemClock
 from .errors import Closed, ConfigError, UnknownProviderError
@@ -86,8 +87,10 @@ class UnifiedLLMInference:
         self._unused = [p for n, p in built.items() if n not in self.pool]
         for name in self.chain:
             built[name].state_listener = functools.partial(self._provider_changed, name)
+        tail = last_resort(self.chain)
         self.strategy = strategy or make_strategy(
-            llm.routing, provider_weights(llm), self.logger
+            llm.routing, provider_weights(llm), self.logger,
+            providers=len(self.chain) - len(tail),
         )
         self.status = StatusTracker(self._clock)
         self.reporter = Reporter(self.pool, self.logger, self.status)
@@ -98,7 +101,7 @@ class UnifiedLLMInference:
         self.walker = ChainWalker(
             self.pool, self.strategy, self.monitor, self.reporter,
             WalkPolicy.from_config(llm), forced=lambda: self._forced,
-            on_change=self._update_active, last_resort=last_resort(self.chain),
+            on_change=self._update_active, last_resort=tail,
         )
         self.tokens = self.walker.tokens
         self._forced: str | None = None
@@ -207,6 +210,12 @@ class UnifiedLLMInference:
         )
         report.update(self.strategy.describe())
         return report
+
+    @property
+    def canary(self) -> CanaryStrategy | None:
+        """The canary strategy in force (through a sticky wrapper), or None."""
+        strategy = getattr(self.strategy, "inner", self.strategy)
+        return strategy if isinstance(strategy, CanaryStrategy) else None
 
     def _provider_changed(self, name: str) -> None:
         """A provider's own state moved (its engine died or is ready): re-check it now."""

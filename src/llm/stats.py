@@ -102,5 +102,6 @@ class ProviderStats:
             "ttft_ewma_s": self.ttft_ewma,
             "probe_latency_ewma_s": self.probe_latency_ewma,
             "tokens_per_s_ewma": self.tokens_per_s_ewma,
+            "success_ewma": round(self.success_ewma, 4),
             "quality_score": round(self.quality_score(), 4),
         }

@@ -69,11 +69,11 @@ def test_quality_demotes_unreliable_provider() -> None:
 
 
 def test_canary_share_follows_percent() -> None:
-    """canary_percent of requests start at the canary provider, decided by the random draw."""
-    draws = iter([0.05, 0.5, 0.09, 0.95])
-    strategy = CanaryStrategy("lmstudio", 10, rand=lambda: next(draws))
-    firsts = [strategy.order(CHAIN, ctx())[0] for _ in range(4)]
-    assert firsts == ["lmstudio", "ollama", "lmstudio", "ollama"]
+    """percent % of requests start at the canary, spread evenly (one in four for 25 %)."""
+    strategy = CanaryStrategy("lmstudio", 25)
+    firsts = [strategy.order(CHAIN, ctx())[0] for _ in range(8)]
+    assert firsts == ["ollama", "ollama", "ollama", "lmstudio"] * 2
+    assert Counter(strategy.order(CHAIN, ctx())[0] for _ in range(1000))["lmstudio"] == 250
 
 
 def test_affinity_routes_workload_to_preferred() -> None:
@@ -185,7 +185,7 @@ def test_nearest_region_beats_latency() -> None:
 
 def _canary(**kw: object) -> CanaryStrategy:
     base: dict[str, object] = {"window": 10, "max_error_rate": 0.2, "max_ttft_ratio": 2.0,
-                               "rand": lambda: 0.0, "wall": lambda: 1000.0}
+                               "wall": lambda: 1000.0}
     base.update(kw)
     return CanaryStrategy("lmstudio", 30, **base)  # type: ignore[arg-type]
 
