@@ -22,6 +22,7 @@ from .clock import Clock
 from .errors import ProviderError
 from .provider import Provider
 from .stats import ProviderStats
+from .traffic import TrafficSeries
 from .types import HealthReport
 
 
@@ -31,6 +32,7 @@ class ProviderState:
 
     provider: Provider
     breaker: CircuitBreaker
+    traffic: TrafficSeries
     stats: ProviderStats = field(default_factory=ProviderStats)
     report: HealthReport | None = None
     checked_at: float | None = None
@@ -59,8 +61,10 @@ class ProviderPool:
         self._clock = clock
         self._on_change = on_change
         self._states = {
-            name: ProviderState(provider, CircuitBreaker(name, clock, policy,
-                                                         listener=on_breaker))
+            name: ProviderState(
+                provider, CircuitBreaker(name, clock, policy, listener=on_breaker),
+                TrafficSeries(clock),
+            )
             for name, provider in providers.items()
         }
         self.initial_check_done = False
@@ -121,6 +125,7 @@ class ProviderPool:
         st.last_error = exc.reason
         if exc.counts_against_health:
             st.stats.record_failure()
+            st.traffic.record(ok=False)
             st.breaker.record_failure(exc.reason, hold=getattr(exc, "retry_after", None))
 
     def record_caller_error(self, name: str) -> None:
@@ -135,4 +140,5 @@ class ProviderPool:
         before = st.breaker.state
         st.breaker.record_success()
         st.stats.record_success(latency, ttft, prompt_tokens, completion_tokens, fallback)
+        st.traffic.record(ok=True, ttft=ttft)
         return st.breaker.state is not before

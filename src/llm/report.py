@@ -157,6 +157,7 @@ class Reporter:
             "model_present": report.model_present,
             "active": name == active,
             "stats": st.stats.as_dict(),
+            "recent": st.traffic.as_dict(),
         }
 
     def status(

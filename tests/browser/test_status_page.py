@@ -96,3 +96,37 @@ async def test_page_screenshot_renders(served: tuple[str, UnifiedLLMInference],
     await browser(url, tmp_path, f"--screenshot={shot}", "--window-size=1100,700")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 5000
+
+
+async def test_page_charts_traffic_canary_and_sticky(
+    fake_ollama: FakeServer, fake_lmstudio: FakeServer, tmp_path: Path,
+) -> None:
+    """Per provider the page draws share, error and TTFT charts as inline SVG, and shows a
+    rolled-back canary with its numbers and the sticky hit rate."""
+    config = {"llm": {"ollama": {"base_url": fake_ollama.url},
+                      "lmstudio": {"base_url": fake_lmstudio.url},
+                      "embedded": {"enabled": False}, "failure_threshold": 100,
+                      "routing": {"strategy": "canary", "sticky": True, "canary": {
+                          "provider": "lmstudio", "percent": 50, "window": 4,
+                          "max_error_rate": 0.25}}}}
+    async with UnifiedLLMInference(config, logging.getLogger("browser")) as llm:
+        conv = [{"role": "user", "content": "hi"}]
+        for _ in range(4):
+            reply = await llm.chat_detailed(conv)
+            conv += [{"role": "assistant", "content": reply.text},
+                     {"role": "user", "content": "more"}]
+        fake_lmstudio.control(mode="status", status=500)
+        for i in range(6):
+            await llm.chat([{"role": "user", "content": f"other {i}"}])
+        assert llm.status_report()["canary"]["state"] == "rolled_back"
+        server = TestServer(create_app(llm, llm.config), host="127.0.0.1")
+        await server.start_server()
+        try:
+            dom = await browser(str(server.make_url("/ui")), tmp_path, "--dump-dom")
+        finally:
+            await server.close()
+    assert dom.count('data-chart="share"') == 2 and dom.count("<svg") >= 6
+    assert '<rect class="bar"' in dom and '<rect class="errbar"' in dom
+    assert "<polyline" in dom  # the TTFT line
+    assert "canary lmstudio: 0% (rolled back) after 2 errors in" in dom
+    assert "sticky hit rate: 100% (3/3" in dom
