@@ -155,10 +155,12 @@ class AdminRoutes:
             raise ApiError(400, f"unknown field(s) {unknown}: /admin/canary takes "
                            '{"percent": 0-100, "provider": "<name>"}, both optional')
         percent = body.get("percent")
-        if percent is not None and (isinstance(percent, bool)
-                                    or not isinstance(percent, int | float)
-                                    or not 0 <= percent <= 100):
-            raise wrong_type("percent", "a number from 0 to 100", percent)
+        if percent is not None:
+            if isinstance(percent, bool) or not isinstance(percent, int | float):
+                raise wrong_type("percent", "a number from 0 to 100", percent)
+            if not 0 <= percent <= 100:
+                raise ApiError(400, f"percent must be from 0 to 100, not {percent}",
+                               param="percent")
         provider = body.get("provider")
         chain = list(self.state.llm.chain)
         if provider is not None and provider not in chain:

@@ -88,8 +88,12 @@ class UnifiedLLMInference:
         for name in self.chain:
             built[name].state_listener = functools.partial(self._provider_changed, name)
         tail = last_resort(self.chain)
+        weights = provider_weights(llm)
+        tags = {p.name: list(p.tags) for p in llm.providers}
+        self._routing_rows = {n: {"weight": weights.get(n, 1.0), "tags": tags.get(n, []),
+                                  "last_resort": n in tail} for n in self.chain}
         self.strategy = strategy or make_strategy(
-            llm.routing, provider_weights(llm), self.logger,
+            llm.routing, weights, self.logger,
             providers=len(self.chain) - len(tail),
         )
         self.status = StatusTracker(self._clock)
@@ -208,6 +212,8 @@ class UnifiedLLMInference:
             active=self.active_provider, forced=self._forced, primary=self.primary,
             strategy=self.strategy.name,
         )
+        for name, row in report["providers"].items():
+            row.update(self._routing_rows[name])
         report.update(self.strategy.describe())
         return report
 

@@ -125,7 +125,7 @@ class Reporter:
             hints = []
             for n in order:
                 url = self._pool[n].provider.base_url
-                if n == OLLAMA:
+                if self._pool[n].provider.kind == "ollama":
                     hints.append(f"curl {url}/api/tags")
                 elif url:
                     hints.append(f"curl {url}/v1/models")

@@ -81,7 +81,7 @@ async def test_weighted_round_robin_spread_with_an_extra_ollama(
     the kind: ollama entry is a full Ollama provider (num_ctx, keep_alive)."""
     demi = fleet(make_demi, tmp_path, {
         "routing": {"strategy": "round_robin", "weights": {"ollama": 2}},
-        "providers": [box_entry(box)],
+        "providers": [box_entry(box, tags=["gpu"])],
     })
     async with client(demi) as oai:
         served = Counter([(await ask(oai))[0] for _ in range(400)])
@@ -92,7 +92,8 @@ async def test_weighted_round_robin_spread_with_an_extra_ollama(
         assert abs(counts[name] / 400 - share) <= 0.05, counts
     sent = chats(box)[0]["json"]
     assert sent["options"]["num_ctx"] == 4096 and sent["keep_alive"] == "7m"
-    assert demi.get_json("/status")["providers"]["box"]["kind"] == "ollama"
+    row = demi.get_json("/status")["providers"]["box"]
+    assert (row["kind"], row["weight"], row["tags"]) == ("ollama", 1, ["gpu"])
     assert metric(demi, 'demi_provider_quality_score{provider="box"}') is not None
 
 
@@ -147,7 +148,8 @@ async def test_admin_canary_refuses_bad_input(
     """POST /admin/canary answers 400 for a bad percent or provider, 409 off the canary."""
     demi = fleet(make_demi, tmp_path, {"routing": {"strategy": "canary", "canary": {
         "provider": "lmstudio", "percent": 10}}})
-    for body in ({"percent": 150}, {"percent": "x"}, {"provider": "nope"}, {"pct": 1}):
+    for body in ({"percent": 150}, {"percent": "x"}, {"percent": True}, {"provider": "nope"},
+                 {"pct": 1}):
         with pytest.raises(Exception, match="400"):
             demi.post_json("/admin/canary", body)
     plain = fleet(make_demi, tmp_path, {})
