@@ -112,7 +112,7 @@ class CanaryStrategy(Strategy):
     def _judge(self) -> None:
         errors = sum(1 for ok, _ in self._outcomes if not ok)
         if errors > self.max_error_rate * self.window:
-            self._roll_back("error rate", error_rate=errors / len(self._outcomes),
+            self._roll_back("error rate", error_rate=round(errors / len(self._outcomes), 4),
                             errors=errors)
             return
         if len(self._outcomes) < self.window or not self._baseline:

@@ -48,15 +48,12 @@ class StickyTable:
         self.ttl = ttl
         self._now = now
         self._table: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
-        self.lookups = 0
-        self.hits = 0
 
     def __len__(self) -> int:
         return len(self._table)
 
     def lookup(self, messages: Sequence[Mapping[str, Any]]) -> str | None:
         """The provider of the longest remembered earlier turn of this conversation."""
-        self.lookups += 1
         now = self._now()
         for digest in reversed(prefix_digests(messages)[:-1]):
             entry = self._table.get(digest)
@@ -67,7 +64,6 @@ class StickyTable:
                 del self._table[digest]
                 continue
             self._table.move_to_end(digest)
-            self.hits += 1
             return provider
         return None
 
@@ -80,10 +76,6 @@ class StickyTable:
         while len(self._table) > self.size:
             self._table.popitem(last=False)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"lookups": self.lookups, "hits": self.hits, "entries": len(self._table),
-                "hit_rate": round(self.hits / self.lookups, 4) if self.lookups else None,
-                "size": self.size, "ttl_s": self.ttl}
 
 
 class StickyStrategy(Strategy):
@@ -93,13 +85,19 @@ class StickyStrategy(Strategy):
         self.inner = inner
         self.table = table
         self.name = inner.name
+        self.lookups = 0
+        """Requests that could continue a conversation (more than one message)."""
+        self.hits = 0
+        """Of those, the ones sent back to the provider of their conversation."""
 
     def order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
-        target = self.table.lookup(ctx.messages) if len(ctx.messages) > 1 else None
-        if target is None or target not in ctx.available or target in ctx.last_resort:
-            if target is not None:
-                self.table.hits -= 1  # remembered, but not usable now: not a hit
+        if len(ctx.messages) < 2:
             return self.inner.order(chain, ctx)
+        self.lookups += 1
+        target = self.table.lookup(ctx.messages)
+        if target is None or target not in ctx.available or target in ctx.last_resort:
+            return self.inner.order(chain, ctx)
+        self.hits += 1
         return [target, *(n for n in self.inner.preview(chain, ctx) if n != target)]
 
     def preview(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
@@ -111,4 +109,9 @@ class StickyStrategy(Strategy):
             self.table.remember(outcome.messages, outcome.provider)
 
     def describe(self) -> dict[str, Any]:
-        return {**self.inner.describe(), "sticky": self.table.as_dict()}
+        table = self.table
+        return {**self.inner.describe(), "sticky": {
+            "lookups": self.lookups, "hits": self.hits,
+            "hit_rate": round(self.hits / self.lookups, 4) if self.lookups else None,
+            "entries": len(table), "size": table.size, "ttl_s": table.ttl,
+        }}

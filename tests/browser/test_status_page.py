@@ -127,6 +127,6 @@ async def test_page_charts_traffic_canary_and_sticky(
             await server.close()
     assert dom.count('data-chart="share"') == 2 and dom.count("<svg") >= 6
     assert '<rect class="bar"' in dom and '<rect class="errbar"' in dom
-    assert "<polyline" in dom  # the TTFT line
+    assert "<polyline" in dom and '<circle class="dot"' in dom  # the TTFT line
     assert "canary lmstudio: 0% (rolled back) after 2 errors in" in dom
     assert "sticky hit rate: 100% (3/3" in dom

@@ -41,7 +41,7 @@ def test_next_turn_returns_to_the_same_provider() -> None:
     for n in range(2, 6):
         assert sticky.order(CHAIN, ctx(turn(n)))[0] == first
         sticky.observe(Outcome(first, ok=True, messages=turn(n)))
-    assert sticky.table.as_dict()["hits"] == 4
+    assert sticky.describe()["sticky"]["hits"] == 4
 
 
 def test_unusable_provider_is_not_a_hit() -> None:
@@ -50,7 +50,7 @@ def test_unusable_provider_is_not_a_hit() -> None:
     sticky.observe(Outcome("a", ok=True, messages=turn(1)))
     order = sticky.order(CHAIN, ctx(turn(2), frozenset({"b"})))
     assert order == CHAIN  # the wrapped strategy's order; the walk moves the down "a" back
-    assert sticky.table.hits == 0 and sticky.table.lookups == 1
+    assert (sticky.hits, sticky.lookups) == (0, 1)
 
 
 def test_last_resort_never_attracts_a_conversation() -> None:
