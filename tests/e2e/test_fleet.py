@@ -234,3 +234,39 @@ async def test_every_strategy_survives_the_primary_sigkilled_mid_run(
         after = [await ask(oai, headers=headers) for _ in range(10)]
     assert all(text for _, text in [*before, *during, *after])
     assert {p for p, _ in after} == {"lmstudio"}
+
+
+async def test_quality_moves_traffic_to_the_reliable_provider(
+    make_demi: MakeConductor, tmp_path: Path, ollama_fake: FakeServer,
+    lmstudio_fake: FakeServer,
+) -> None:
+    """Under quality, a primary that fails requests scores below the provider that served
+    them, so later requests start there (not as a fallback); the scores are in /metrics."""
+    demi = fleet(make_demi, tmp_path, {"failure_threshold": 100,
+                                       "routing": {"strategy": "quality"}})
+    async with client(demi) as oai:
+        assert (await ask(oai))[0] == "ollama"
+        ollama_fake.control(mode="status", status=500, times=2)
+        assert [(await ask(oai))[0] for _ in range(2)] == ["lmstudio"] * 2
+        raw = await oai.chat.completions.with_raw_response.create(model="demi", messages=HI)
+    assert raw.headers["x-demi-provider"] == "lmstudio"
+    assert raw.headers["x-demi-fallback"] == "false"
+    ollama_score = metric(demi, 'demi_provider_quality_score{provider="ollama"}')
+    lmstudio_score = metric(demi, 'demi_provider_quality_score{provider="lmstudio"}')
+    assert ollama_score is not None and lmstudio_score is not None
+    assert lmstudio_score > ollama_score
+
+
+async def test_nearest_prefers_the_configured_region(
+    make_demi: MakeConductor, tmp_path: Path, ollama_fake: FakeServer,
+    lmstudio_fake: FakeServer,
+) -> None:
+    """Under nearest, the provider in routing.region starts every request while it is up."""
+    demi = fleet(make_demi, tmp_path, {
+        "ollama": {"region": "far"}, "lmstudio": {"region": "home"},
+        "routing": {"strategy": "nearest", "region": "home"},
+    })
+    async with client(demi) as oai:
+        served = [(await ask(oai))[0] for _ in range(10)]
+    assert set(served) == {"lmstudio"} and len(chats(ollama_fake)) == 0
+    assert demi.get_json("/status")["active_provider"] == "lmstudio"
