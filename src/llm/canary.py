@@ -100,13 +100,15 @@ class CanaryStrategy(Strategy):
 
     # -- judging -----------------------------------------------------------------------
     def observe(self, outcome: Outcome) -> None:
+        # A fallback's TTFT includes the time the failed providers took: not its own speed.
+        ttft = None if outcome.fallback else outcome.ttft
         if outcome.provider != self.canary:
-            if outcome.ok and outcome.ttft is not None:
-                self._baseline.append(outcome.ttft)
+            if outcome.ok and ttft is not None:
+                self._baseline.append(ttft)
             return
         if self.percent <= 0:
             return  # rolled back or not started: fallback traffic does not judge it
-        self._outcomes.append((outcome.ok, outcome.ttft))
+        self._outcomes.append((outcome.ok, ttft))
         self._judge()
 
     def _judge(self) -> None:

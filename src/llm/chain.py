@@ -257,7 +257,8 @@ class ChainWalker:
         if moved:
             self._on_change("request")
         self.strategy.observe(Outcome(name, ok=True, ttft=reply.time_to_first_token,
-                                      messages=request.messages))
+                                      messages=request.messages,
+                                      fallback=reply.fallback_used))
         provider = self.pool[name].provider
         self.tokens.calibrate(f"{provider.name}:{provider.model}", request.messages,
                               final.prompt_tokens)

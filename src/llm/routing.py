@@ -49,7 +49,10 @@ class Outcome:
     provider: str
     ok: bool
     ttft: float | None = None
+    """Seconds from the request to the first text, failover included."""
     messages: Sequence[Mapping[str, Any]] = ()
+    fallback: bool = False
+    """Served after other providers failed or were down: ``ttft`` includes their time."""
 
 
 class Strategy:

@@ -243,3 +243,19 @@ def test_canary_reads_new_and_deprecated_keys() -> None:
     assert old.llm.routing.canary_target == ("lmstudio", 10)
     strategy = make_strategy(new.llm.routing)
     assert isinstance(strategy, CanaryStrategy) and strategy.percent == 25
+
+
+def test_canary_ignores_fallback_first_token_times() -> None:
+    """A reply served as a fallback (its TTFT includes the failed providers' time) neither
+    counts as canary slowness nor inflates the baseline."""
+    canary = _canary()
+    canary.observe(Outcome("ollama", ok=True, ttft=0.01))
+    for _ in range(10):
+        canary.observe(Outcome("lmstudio", ok=True, ttft=5.0, fallback=True))
+    assert canary.percent == 30  # slow only because others failed first: no rollback
+    for _ in range(10):
+        canary.observe(Outcome("ollama", ok=True, ttft=5.0, fallback=True))
+    for _ in range(10):
+        canary.observe(Outcome("lmstudio", ok=True, ttft=0.5))
+    rollback = canary.describe()["canary"]["rollback"]
+    assert rollback is not None and rollback["baseline_p95_ttft_s"] == 0.01
