@@ -406,8 +406,16 @@ def _check_names(config: DemiConfig) -> None:
     if llm.routing.canary.provider:
         named.append(("llm.routing.canary.provider", llm.routing.canary.provider))
     named += [("llm.routing.weights", n) for n in llm.routing.weights]
+    tags = {t for p in llm.providers for t in p.tags}
     for workload, names in llm.routing.affinity.items():
-        named += [(f"llm.routing.affinity.{workload}", n) for n in names]
+        for n in names:
+            if n.startswith("tag:") and n[4:] not in tags:
+                raise ConfigError(
+                    f"Invalid configuration:\n  llm.routing.affinity.{workload} = {n!r}: no "
+                    f"provider in llm.providers has that tag; tags: {sorted(tags)}"
+                )
+        named += [(f"llm.routing.affinity.{workload}", n) for n in names
+                  if not n.startswith("tag:")]
     for key, name in named:
         if name not in known:
             raise ConfigError(

@@ -121,9 +121,10 @@ keep traffic off a recovered primary); a canary's rollback must move traffic at 
 def make_strategy(
     cfg: RoutingConfig, weights: dict[str, float] | None = None,
     logger: logging.Logger | None = None, *, providers: int = 1,
+    tags: dict[str, list[str]] | None = None,
 ) -> Strategy:
     """Build the configured routing strategy (``providers``: how many it can spread over)."""
-    strategy = _base_strategy(cfg, weights, logger)
+    strategy = _base_strategy(cfg, weights, logger, tags or {})
     sticky = cfg.sticky if cfg.sticky is not None else (
         cfg.strategy in SPREADING and providers > 1)
     if sticky:
@@ -133,6 +134,7 @@ def make_strategy(
 
 def _base_strategy(
     cfg: RoutingConfig, weights: dict[str, float] | None, logger: logging.Logger | None,
+    tags: dict[str, list[str]],
 ) -> Strategy:
     if cfg.strategy == "round_robin":
         return RoundRobinStrategy(weights)
@@ -143,5 +145,5 @@ def _base_strategy(
     if cfg.strategy == "canary":
         return CanaryStrategy.from_config(cfg, logger=logger)
     if cfg.strategy == "affinity":
-        return AffinityStrategy(cfg.affinity)
+        return AffinityStrategy(cfg.affinity, tags)
     return FailoverStrategy()

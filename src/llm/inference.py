@@ -94,7 +94,7 @@ class UnifiedLLMInference:
                                   "last_resort": n in tail} for n in self.chain}
         self.strategy = strategy or make_strategy(
             llm.routing, weights, self.logger,
-            providers=len(self.chain) - len(tail),
+            providers=len(self.chain) - len(tail), tags=tags,
         )
         self.status = StatusTracker(self._clock)
         self.reporter = Reporter(self.pool, self.logger, self.status)

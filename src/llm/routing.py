@@ -174,13 +174,24 @@ class QualityStrategy(Strategy):
 
 
 class AffinityStrategy(Strategy):
+    """The workload's preferred providers first. An entry ``tag:gpu`` stands for every
+    provider tagged ``gpu`` (in chain order), so a fleet grows without editing affinity."""
+
     name = "affinity"
 
-    def __init__(self, affinity: Mapping[str, Sequence[str]]) -> None:
+    def __init__(
+        self, affinity: Mapping[str, Sequence[str]],
+        tags: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.affinity = {k: tuple(v) for k, v in affinity.items()}
+        self.tags = {k: tuple(v) for k, v in (tags or {}).items()}
 
     def _order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
-        preferred = [n for n in self.affinity.get(ctx.workload or "", ()) if n in chain]
+        preferred: list[str] = []
+        for entry in self.affinity.get(ctx.workload or "", ()):
+            tag = entry.removeprefix("tag:") if entry.startswith("tag:") else None
+            names = [n for n in chain if tag in self.tags.get(n, ())] if tag else [entry]
+            preferred += [n for n in names if n in chain and n not in preferred]
         return preferred + [n for n in chain if n not in preferred]
 
 

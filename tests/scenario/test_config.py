@@ -230,3 +230,14 @@ def test_canary_provider_must_exist() -> None:
     """llm.routing.canary.provider names a configured provider."""
     with pytest.raises(ConfigError, match=r"llm\.routing\.canary\.provider"):
         DemiConfig.from_mapping({"llm": {"routing": {"canary": {"provider": "nope"}}}})
+
+
+def test_affinity_tag_must_exist() -> None:
+    """An affinity entry tag:X needs some provider entry tagged X."""
+    entry = {"name": "box", "base_url": "http://h:1", "tags": ["gpu"]}
+    config = DemiConfig.from_mapping({"llm": {"providers": [entry], "routing": {
+        "affinity": {"code": ["tag:gpu"]}}}})
+    assert config.llm.routing.affinity["code"] == ("tag:gpu",)
+    with pytest.raises(ConfigError, match="has that tag; tags"):
+        DemiConfig.from_mapping({"llm": {"providers": [entry], "routing": {
+            "affinity": {"code": ["tag:cpu"]}}}})

@@ -259,3 +259,11 @@ def test_canary_ignores_fallback_first_token_times() -> None:
         canary.observe(Outcome("lmstudio", ok=True, ttft=0.5))
     rollback = canary.describe()["canary"]["rollback"]
     assert rollback is not None and rollback["baseline_p95_ttft_s"] == 0.01
+
+
+def test_affinity_tag_entries_expand_to_tagged_providers() -> None:
+    """`tag:gpu` in an affinity list stands for every provider tagged gpu, in chain order."""
+    strategy = AffinityStrategy({"code": ["tag:gpu", "ollama"]},
+                                {"box2": ["gpu"], "box1": ["gpu", "big"]})
+    chain = ["ollama", "box1", "lmstudio", "box2"]
+    assert strategy.order(chain, ctx(workload="code")) == ["box1", "box2", "ollama", "lmstudio"]
