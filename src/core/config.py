@@ -155,6 +155,7 @@ class CanaryConfig(BaseModel):
     window: int = Field(ge=2)
     max_error_rate: float = Field(ge=0, le=1)
     max_ttft_ratio: float = Field(gt=0)
+    ttft_floor: Seconds = Field(ge=0)
 
 
 class RoutingConfig(BaseModel):

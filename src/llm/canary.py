@@ -15,7 +15,8 @@ stays visible in ``/status`` until an operator resumes or changes it (``POST
   requests. Judged as soon as that many errors are in: the rest of the window could not
   bring the rate back under the limit.
 * slowness: with a full window, the canary's p95 time to first token above
-  ``max_ttft_ratio`` × the baseline's p95.
+  ``max_ttft_ratio`` × the baseline's p95, the baseline taken as at least ``ttft_floor``
+  seconds (3 ms against 1 ms is jitter, not a regression).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class CanaryStrategy(Strategy):
 
     def __init__(
         self, canary: str | None, percent: float, *, window: int = 20,
-        max_error_rate: float = 0.2, max_ttft_ratio: float = 2.0,
+        max_error_rate: float = 0.2, max_ttft_ratio: float = 2.0, ttft_floor: float = 0.0,
         logger: logging.Logger | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -58,6 +59,7 @@ class CanaryStrategy(Strategy):
         self.window = window
         self.max_error_rate = max_error_rate
         self.max_ttft_ratio = max_ttft_ratio
+        self.ttft_floor = ttft_floor
         self._credit = 0.0
         self._wall = wall
         self.logger = logger or logging.getLogger("demi.llm")
@@ -72,7 +74,7 @@ class CanaryStrategy(Strategy):
         provider, percent = cfg.canary_target
         c = cfg.canary
         return cls(provider, percent, window=c.window, max_error_rate=c.max_error_rate,
-                   max_ttft_ratio=c.max_ttft_ratio, logger=logger)
+                   max_ttft_ratio=c.max_ttft_ratio, ttft_floor=c.ttft_floor, logger=logger)
 
     # -- ordering ----------------------------------------------------------------------
     def _split(self, chain: Sequence[str]) -> tuple[list[str], bool]:
@@ -123,7 +125,7 @@ class CanaryStrategy(Strategy):
         if not ttfts:
             return
         mine, base = p95(ttfts), p95(self._baseline)
-        if mine > self.max_ttft_ratio * base:
+        if mine > self.max_ttft_ratio * max(base, self.ttft_floor):
             self._roll_back("time to first token", p95_ttft_s=round(mine, 4),
                             baseline_p95_ttft_s=round(base, 4),
                             ratio=round(mine / base, 2) if base > 0 else None)
@@ -171,5 +173,6 @@ class CanaryStrategy(Strategy):
             "errors": errors,
             "max_error_rate": self.max_error_rate,
             "max_ttft_ratio": self.max_ttft_ratio,
+            "ttft_floor_s": self.ttft_floor,
             "rollback": self.rollback,
         }}

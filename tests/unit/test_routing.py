@@ -267,3 +267,16 @@ def test_affinity_tag_entries_expand_to_tagged_providers() -> None:
                                 {"box2": ["gpu"], "box1": ["gpu", "big"]})
     chain = ["ollama", "box1", "lmstudio", "box2"]
     assert strategy.order(chain, ctx(workload="code")) == ["box1", "box2", "ollama", "lmstudio"]
+
+
+def test_canary_ttft_floor_ignores_millisecond_jitter() -> None:
+    """A canary at 5 ms against a 1 ms baseline is not slow when the floor is 100 ms; at
+    400 ms it is (above 2 x the 100 ms floor)."""
+    canary = _canary(ttft_floor=0.1)
+    for _ in range(10):
+        canary.observe(Outcome("ollama", ok=True, ttft=0.001))
+        canary.observe(Outcome("lmstudio", ok=True, ttft=0.005))
+    assert canary.percent == 30
+    for _ in range(10):
+        canary.observe(Outcome("lmstudio", ok=True, ttft=0.4))
+    assert canary.percent == 0
