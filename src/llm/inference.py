@@ -8,7 +8,9 @@ It builds the parts, owns their lifecycle and forwards to them; each part has on
                  (:class:`ProviderPool`);
 * ``health.py``  when providers are checked (:class:`HealthMonitor`);
 * ``report.py``  the guide's log lines and messages, ``/status`` and the CLI rows
-                 (:class:`Reporter`).
+                 (:class:`Reporter`);
+* ``factory.py`` providers, the chain and the routing strategy from config (strategies in
+                 ``routing.py``, ``canary.py``; sticky conversations in ``sticky.py``).
 
 ``OllamaInference`` and ``LMStudioInference`` are re-exported here because the guide names
 this module as their home.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -54,8 +55,6 @@ async def ask(oai: openai.AsyncOpenAI, messages: list[dict[str, Any]] = HI,
 
 def metric(demi: ConductorProcess, name: str) -> float | None:
     """One sample of /metrics by its full name with labels, e.g. ``x{provider="a"}``."""
-    import urllib.request
-
     with urllib.request.urlopen(demi.url + "/metrics", timeout=5) as resp:
         text = resp.read().decode()
     match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
