@@ -245,9 +245,3 @@ def check_finite(value: Any, name: str) -> None:
         for i, item in enumerate(value):
             check_finite(item, f"{name}[{i}]")
 
-
-def reject_tools(value: Any) -> None:
-    """DEMI relays text only; a request that needs tool calls must not get a silent answer."""
-    if value:
-        raise ApiError(400, "tools are not supported by DEMI: send the request without tools",
-                       param="tools", code="unsupported_parameter")

@@ -79,7 +79,7 @@ class OllamaRoutes:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter_ns()
-        body = (await parse_body(request, self.state.max_body, ChatBody)).check()
+        body = await parse_body(request, self.state.max_body, ChatBody)
         self._model(body.model)
         messages = [m.as_dict() for m in body.messages]
         return await self._answer(request, messages, body.chat_options(), body.streams,

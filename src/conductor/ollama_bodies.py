@@ -24,7 +24,6 @@ from .bodies import (
     Text,
     check_finite,
     expect,
-    reject_tools,
 )
 
 
@@ -59,6 +58,16 @@ class _Request(RequestBody):
     model: ModelName
     stream: Flag | None = None
     options: OptionsField = None
+    format: Annotated[
+        Any, expect('"json" or a JSON schema object',
+                    lambda v: v is None or v in ("", "json") or isinstance(v, dict)),
+    ] = None
+    keep_alive: Annotated[
+        Any, expect("a duration (a number of seconds or a string like \"5m\")",
+                    lambda v: v is None or (isinstance(v, (int, float, str))
+                                            and not isinstance(v, bool))),
+    ] = None
+    think: Any = None
 
     @property
     def streams(self) -> bool:
@@ -66,18 +75,30 @@ class _Request(RequestBody):
         return self.stream is not False
 
     def chat_options(self) -> dict[str, Any]:
-        return self.options.as_chat_options() if self.options is not None else {}
+        """Sampling options plus the top-level fields every provider translates itself."""
+        options = self.options.as_chat_options() if self.options is not None else {}
+        if self.format:
+            options["format"] = self.format
+        for key in ("keep_alive", "think"):
+            if getattr(self, key) is not None:
+                options[key] = getattr(self, key)
+        return options
 
 
 class ChatBody(_Request):
     """``POST /api/chat``."""
 
     messages: Messages
-    tools: Any = None
+    tools: Annotated[
+        list[Any] | None,
+        expect("an array of tool objects", lambda v: v is None or isinstance(v, list)),
+    ] = None
 
-    def check(self) -> ChatBody:
-        reject_tools(self.tools)
-        return self
+    def chat_options(self) -> dict[str, Any]:
+        options = super().chat_options()
+        if self.tools:
+            options["tools"] = self.tools
+        return options
 
 
 class GenerateBody(_Request):

@@ -19,16 +19,15 @@ from .bodies import (
     PositiveInt,
     RequestBody,
     Stop,
-    reject_tools,
 )
 from .errors import ApiError
 
 IGNORED = frozenset({
     "user", "store", "metadata", "service_tier", "parallel_tool_calls", "logit_bias",
-    "logprobs", "top_logprobs", "modalities", "audio", "prediction", "tool_choice",
-    "function_call",
+    "logprobs", "top_logprobs", "modalities", "audio", "prediction",
 })
-"""Accounts, storage, billing tiers and tool plumbing: accepted and dropped."""
+"""Accounts, storage, billing tiers, log-probabilities: accepted and dropped (a local server
+has no accounts, and DEMI relays text, not token log-probabilities)."""
 
 
 class StreamOptions(RequestBody):
@@ -57,13 +56,18 @@ class ChatCompletionBody(RequestBody):
         if self.n is not None and self.n != 1:
             raise ApiError(400, f"n must be 1: DEMI returns exactly one choice (got {self.n})",
                            param="n", code="unsupported_value")
-        reject_tools(self.tools)
-        reject_tools(self.functions)
+        if self.functions or (self.model_extra and self.model_extra.get("function_call")):
+            raise ApiError(400, "functions and function_call are OpenAI's deprecated tool API:"
+                           " send tools and tool_choice instead", param="functions",
+                           code="unsupported_parameter")
+        if self.tools is not None and not isinstance(self.tools, list):
+            raise ApiError(400, "tools must be an array of tool objects", param="tools",
+                           code="invalid_type")
         options: dict[str, Any] = {
             key: value for key, value in (self.model_extra or {}).items()
             if value is not None and key not in IGNORED
         }
-        for key in ("temperature", "top_p", "seed", "stop"):
+        for key in ("temperature", "top_p", "seed", "stop", "tools"):
             value = getattr(self, key)
             if value is not None:
                 options[key] = value

@@ -123,6 +123,7 @@ class Provider(abc.ABC):
                     finish_reason=chunk.finish_reason,
                     prompt_tokens=chunk.prompt_tokens,
                     completion_tokens=chunk.completion_tokens,
+                    tool_calls=chunk.tool_calls,
                 )
         raise ProviderResponseError(self.name, "the reply ended without a final chunk")
 

@@ -161,8 +161,16 @@ BAD_CHAT: list[tuple[str, dict[str, Any], str]] = [
      "options.temperature must be a number"),
     ("stop not strings", {"model": "demi", "messages": HI, "options": {"stop": [3]}},
      "stop must be"),
-    ("tools", {"model": "demi", "messages": HI, "tools": [{"type": "function"}]},
-     "tools are not supported"),
+    ("tools not a list", {"model": "demi", "messages": HI, "tools": {"type": "function"}},
+     "tools must be an array"),
+    ("role an object", {"model": "demi", "messages": [{"role": {"x": 1}, "content": "x"}]},
+     "role must be a string"),
+    ("role an array", {"model": "demi", "messages": [{"role": ["user"], "content": "x"}]},
+     "role must be a string"),
+    ("format not json", {"model": "demi", "messages": HI, "format": "xml"},
+     "format must be"),
+    ("image not base64", {"model": "demi", "messages": [
+        {"role": "user", "content": "x", "images": ["/etc/passwd"]}]}, "not valid base64"),
 ]
 
 

@@ -179,8 +179,17 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("top_p text", {"model": "demi", "messages": HI, "top_p": "x"}, "top_p must be a number"),
     ("stream_options not an object", {"model": "demi", "messages": HI, "stream": True,
                                       "stream_options": 1}, "stream_options must be an object"),
-    ("tools", {"model": "demi", "messages": HI, "tools": [{"type": "function"}]},
-     "tools are not supported"),
+    ("tools not a list", {"model": "demi", "messages": HI, "tools": {"type": "function"}},
+     "tools must be an array"),
+    ("deprecated functions", {"model": "demi", "messages": HI, "functions": [{"name": "f"}]},
+     "send tools and tool_choice"),
+    ("role an object", {"model": "demi", "messages": [{"role": {"x": 1}, "content": "x"}]},
+     "role must be a string"),
+    ("role an array", {"model": "demi", "messages": [{"role": ["user"], "content": "x"}]},
+     "role must be a string"),
+    ("image url not base64", {"model": "demi", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png,abc"}}]}]},
+     "base64 data: URL"),
 ]
 
 

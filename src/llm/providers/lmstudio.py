@@ -19,6 +19,7 @@ class LMStudioInference(OpenAICompatProvider):
     """The guide's fallback provider."""
 
     kind = "lmstudio"
+    json_object_as_schema = True  # LM Studio refuses response_format json_object
 
     def __init__(
         self,

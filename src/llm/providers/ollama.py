@@ -22,6 +22,7 @@ import pydantic
 from src.core.config import OllamaConfig
 
 from ..errors import (
+    CannotExpress,
     ModelNotFound,
     ProviderError,
     ProviderResponseError,
@@ -30,10 +31,11 @@ from ..errors import (
     RequestError,
 )
 from ..provider import POOL_LIMIT, Provider, Timeouts
-from ..types import ChatChunk, ChatRequest, HealthReport
+from ..types import ChatChunk, ChatRequest, HealthReport, ToolCall
 from ._aiohttp_transport import AiohttpTransport
 from ._errors import FOREIGN, connection_reason, malformed, map_foreign, map_status
 from ._timing import ReplyClock
+from ._translate import new_call_id, to_ollama
 
 _FOREIGN: tuple[type[BaseException], ...] = (
     *FOREIGN, ollama.ResponseError, httpx.HTTPError, pydantic.ValidationError,
@@ -110,7 +112,7 @@ class OllamaInference(Provider):
                 not_found=f"model '{model}' not found (run: ollama pull {model})",
             )
 
-    def _options(self, request: ChatRequest) -> dict[str, Any]:
+    def _options(self, request: ChatRequest, extra: dict[str, Any]) -> dict[str, Any]:
         options: dict[str, Any] = {
             "num_ctx": self.context_window,
             "temperature": self.cfg.temperature if request.temperature is None
@@ -120,7 +122,7 @@ class OllamaInference(Provider):
             options["num_predict"] = request.max_tokens
         if request.stop:
             options["stop"] = list(request.stop)
-        options.update(request.options)
+        options.update(extra)
         return options
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:  # type: ignore[override]
@@ -128,14 +130,28 @@ class OllamaInference(Provider):
         model = request.model or self.cfg.model
         clock = ReplyClock(self.first_token_timeout, self.read_idle_timeout)
         iterator: AsyncIterator[Any] | None = None
+        calls: list[ToolCall] = []
+        said = to_ollama(request)
         try:
-            parts = await self._client.chat(
-                model=model,
-                messages=list(request.messages),
-                stream=True,
-                options=self._options(request),
-                keep_alive=self.cfg.keep_alive,
-            )
+            try:
+                # With stream=True nothing is sent yet: a ValidationError here is about the
+                # request DEMI built, which this client cannot express; never Ollama's fault.
+                parts = await self._client.chat(
+                    model=model,
+                    messages=said.messages,
+                    tools=said.tools,
+                    format=said.format,
+                    think=said.think,
+                    stream=True,
+                    options=self._options(request, said.options),
+                    keep_alive=self.cfg.keep_alive if said.keep_alive is None
+                    else said.keep_alive,
+                )
+            except pydantic.ValidationError as exc:
+                err = exc.errors(include_url=False)[0]
+                where = ".".join(str(p) for p in err["loc"])
+                raise CannotExpress(where or "messages", "the ollama client rejects it: "
+                                    + err["msg"]) from None
             iterator = parts.__aiter__()
             while True:
                 try:
@@ -143,14 +159,22 @@ class OllamaInference(Provider):
                 except StopAsyncIteration:
                     break
                 text = (part.message.content or "") if part.message is not None else ""
+                if part.message is not None and part.message.tool_calls:
+                    clock.started = True
+                    calls.extend(
+                        ToolCall(id=new_call_id(), name=c.function.name,
+                                 arguments=json.dumps(dict(c.function.arguments)))
+                        for c in part.message.tool_calls
+                    )
                 if part.done:
                     final = ChatChunk(
                         text=text,
                         done=True,
                         model=part.model or model,
-                        finish_reason=part.done_reason or "stop",
+                        finish_reason="tool_calls" if calls else part.done_reason or "stop",
                         prompt_tokens=part.prompt_eval_count,
                         completion_tokens=part.eval_count,
+                        tool_calls=tuple(calls),
                     )
                     # Read to the end of the body so httpx returns the connection to its
                     # pool; stopping at the done line would cost a new TCP connection per reply.
