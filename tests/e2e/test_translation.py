@@ -205,3 +205,48 @@ async def test_image_message_both_faces(
         else:
             assert message["content"][0] == {"type": "text", "text": "What is this?"}
             assert message["content"][1]["image_url"]["url"] == f"data:image/png;base64,{PNG}"
+
+
+# -- options, usage and finish reasons -----------------------------------------------------
+
+
+async def test_openai_options_reach_the_upstream(
+    oai: openai.AsyncOpenAI, upstream: FakeServer
+) -> None:
+    """seed, top_p, stop, the penalties and max_completion_tokens arrive in the upstream's
+    spelling (Ollama options, or OpenAI fields); a low limit gives finish_reason length."""
+    got = await oai.chat.completions.create(
+        model="demi", messages=ASK, seed=7, top_p=0.5, stop=["END"], presence_penalty=0.1,
+        frequency_penalty=0.2, max_completion_tokens=2, extra_body={"top_k": 5})
+    assert got.choices[0].finish_reason == "length"
+    assert got.usage is not None and got.usage.completion_tokens == 2
+    assert got.usage.prompt_tokens > 0
+    body = sent(upstream)
+    where = body["options"] if upstream.kind == "ollama" else body
+    assert {k: where[k] for k in ("seed", "top_p", "stop", "presence_penalty",
+                                  "frequency_penalty", "top_k")} == {
+        "seed": 7, "top_p": 0.5, "stop": ["END"], "presence_penalty": 0.1,
+        "frequency_penalty": 0.2, "top_k": 5}
+    assert where["num_predict" if upstream.kind == "ollama" else "max_tokens"] == 2
+
+
+async def test_ollama_options_and_counts(oll: ollama.AsyncClient, upstream: FakeServer) -> None:
+    """Ollama options reach either upstream; eval_count and prompt_eval_count come from the
+    upstream's usage, done_reason says length when num_predict bites; num_ctx and
+    keep_alive stay with Ollama (an OpenAI server fixes them at load time)."""
+    reply = await oll.chat(model="demi", messages=ASK, keep_alive="10m", options={
+        "num_predict": 2, "seed": 3, "top_k": 4, "top_p": 0.9, "repeat_penalty": 1.1,
+        "num_ctx": 4096})
+    assert reply.done_reason == "length"
+    assert reply.eval_count == 2
+    assert reply.prompt_eval_count and reply.prompt_eval_count > 0
+    body = sent(upstream)
+    if upstream.kind == "ollama":
+        assert body["keep_alive"] == "10m"
+        assert body["options"]["num_ctx"] == 4096
+        assert body["options"]["num_predict"] == 2
+        assert body["options"]["repeat_penalty"] == 1.1
+    else:
+        assert body["max_tokens"] == 2 and body["top_k"] == 4 and body["seed"] == 3
+        assert body["repeat_penalty"] == 1.1
+        assert "num_ctx" not in body and "keep_alive" not in body
