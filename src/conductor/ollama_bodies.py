@@ -125,6 +125,10 @@ class GenerateBody(_Request):
         return [{"role": "system", "content": self.system}, user] if self.system else [user]
 
 
+class LoadBody(_Request):
+    """``/api/chat`` without messages, ``/api/generate`` without a prompt: load or unload."""
+
+
 class ShowBody(RequestBody):
     """``POST /api/show``: ``name`` is the older spelling of ``model``."""
 

@@ -49,6 +49,7 @@ from src.testing.fakes.engine import (
     prompt_tokens_for_text,
     serve,
 )
+from src.testing.fakes.ollama_manage import add_manage_routes
 from src.testing.fakes.openai_api import JSON_TYPE, OpenAIRoutes
 
 VERSION = "0.12.6"
@@ -259,9 +260,10 @@ async def _native_generate(request: web.Request, *, chat: bool) -> web.StreamRes
         empty: dict[str, Any] = (
             {"message": {"role": "assistant", "content": ""}} if chat else {"response": ""}
         )
-        return web.json_response(
-            {**head, **empty, "done": True, "done_reason": "load"}, dumps=dumps
-        )
+        keep = body.get("keep_alive")
+        reason = "unload" if keep in (0, "0", "0s", "0m") else "load"
+        return web.json_response({**head, **empty, "done": True, "done_reason": reason},
+                                 dumps=dumps)
     options = body.get("options")
     limit = positive_int(options.get("num_predict")) if isinstance(options, dict) else None
     tokens, reason = cap_tokens(state.tokens, limit)
@@ -338,6 +340,7 @@ def create_app(state: FakeState) -> web.Application:
     app.router.add_post("/api/chat", chat)
     app.router.add_post("/api/generate", generate)
     OllamaOpenAI().add_routes(app)
+    add_manage_routes(app)
     return app
 
 
