@@ -21,6 +21,7 @@ from src.core.config import DemiConfig
 from src.llm.inference import UnifiedLLMInference
 
 from .admin_api import AdminRoutes
+from .embeddings_api import EmbeddingRoutes
 from .errors import MAX_BODY_KEY, ApiError, Handler, error_response, from_exception
 from .ollama_api import OllamaRoutes
 from .openai_api import OpenAIRoutes
@@ -86,6 +87,7 @@ def create_app(
     OpenAIRoutes(state).add_routes(app)
     OllamaRoutes(state).add_routes(app)
     AdminRoutes(state).add_routes(app)
+    EmbeddingRoutes(state).add_routes(app)
     if manage_llm:
         app.cleanup_ctx.append(_llm_lifecycle(llm))
     return app

@@ -187,6 +187,18 @@ Int = Annotated[int, expect("an integer", _is_int)]
 PositiveInt = Annotated[int, expect("a positive integer", _is_positive_int)]
 Number = Annotated[float, expect("a number", _is_number)]
 Stop = Annotated[str | list[str], expect("a string or a list of strings", _is_stop)]
+Inputs = Annotated[
+    str | list[str],
+    _not_empty("must not be empty: send the text to embed"),
+    expect("a string or an array of strings",
+           lambda v: isinstance(v, str) or (isinstance(v, list)
+                                            and all(isinstance(s, str) for s in v))),
+    _required(),
+]
+Prompt = Annotated[
+    str, _not_empty("must not be empty"), expect("a string", lambda v: isinstance(v, str)),
+    _required(),
+]
 Object = Annotated[dict[str, Any], expect("an object", lambda v: isinstance(v, dict))]
 Content = Annotated[
     str | list[Any] | None,

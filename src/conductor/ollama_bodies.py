@@ -15,10 +15,12 @@ from pydantic import model_validator
 
 from .bodies import (
     Flag,
+    Inputs,
     Int,
     Messages,
     ModelName,
     Number,
+    Prompt,
     RequestBody,
     Stop,
     Text,
@@ -127,6 +129,25 @@ class GenerateBody(_Request):
 
 class LoadBody(_Request):
     """``/api/chat`` without messages, ``/api/generate`` without a prompt: load or unload."""
+
+
+class EmbedBody(RequestBody):
+    """``POST /api/embed``: ``input`` is a text or a list of texts."""
+
+    model: ModelName
+    input: Inputs
+    truncate: Flag | None = None
+    keep_alive: Any = None
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class LegacyEmbeddingsBody(RequestBody):
+    """``POST /api/embeddings`` (Ollama's older call): one ``prompt``."""
+
+    model: ModelName
+    prompt: Prompt
 
 
 class ShowBody(RequestBody):

@@ -8,10 +8,11 @@ for a relay (:data:`IGNORED`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from .bodies import (
     Flag,
+    Inputs,
     Int,
     Messages,
     ModelName,
@@ -19,6 +20,7 @@ from .bodies import (
     PositiveInt,
     RequestBody,
     Stop,
+    expect,
 )
 from .errors import ApiError
 
@@ -75,3 +77,22 @@ class ChatCompletionBody(RequestBody):
         if max_tokens is not None:
             options["max_tokens"] = max_tokens
         return options
+
+
+class EmbeddingsBody(RequestBody):
+    """``POST /v1/embeddings``: ``model`` names no model here, each provider uses its own
+    configured ``embedding_model``; ``input`` as token ids is not taken (text only)."""
+
+    model: ModelName
+    input: Inputs
+    encoding_format: Annotated[
+        str | None, expect('"float" or "base64"', lambda v: v in (None, "float", "base64")),
+    ] = None
+    dimensions: Any = None
+
+    def texts(self) -> list[str]:
+        if self.dimensions is not None:
+            raise ApiError(400, "dimensions is not supported: the vector size is the "
+                           "embedding model's own", param="dimensions",
+                           code="unsupported_parameter")
+        return [self.input] if isinstance(self.input, str) else list(self.input)

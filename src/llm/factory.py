@@ -31,7 +31,7 @@ def build_providers(config: DemiConfig, logger: logging.Logger) -> dict[str, Pro
             extra.name, extra.name, base_url=extra.base_url, model=extra.model,
             api_key=extra.api_key, first_token_timeout=extra.timeout,
             temperature=extra.temperature, context_window=extra.context_window,
-            timeouts=timeouts, region=extra.region,
+            timeouts=timeouts, region=extra.region, embedding_model=extra.embedding_model,
         )
     if llm.embedded.enabled:
         embedded = _build_embedded(config, logger)

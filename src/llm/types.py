@@ -96,3 +96,14 @@ class HealthReport:
     model_present: bool | None = None
     loading: bool = False
     """True while the provider is starting a model: not healthy yet, but not broken."""
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """One vector per input text, from ``provider``'s embedding ``model``."""
+
+    vectors: list[list[float]]
+    model: str
+    provider: str
+    prompt_tokens: int | None = None
+    fallback_used: bool = False

@@ -36,6 +36,7 @@ class LMStudioInference(OpenAICompatProvider):
             first_token_timeout=cfg.timeout, temperature=cfg.temperature,
             context_window=cfg.context_window, timeouts=timeouts,
             region=cfg.region, session_factory=session_factory,
+            embedding_model=cfg.embedding_model,
         )
 
     async def _available_models(self) -> list[str]:

@@ -31,7 +31,7 @@ from ..errors import (
     RequestError,
 )
 from ..provider import POOL_LIMIT, Provider, Timeouts
-from ..types import ChatChunk, ChatRequest, HealthReport, ToolCall
+from ..types import ChatChunk, ChatRequest, Embeddings, HealthReport, ToolCall
 from ._aiohttp_transport import AiohttpTransport
 from ._errors import FOREIGN, connection_reason, malformed, map_foreign, map_status
 from ._timing import ReplyClock
@@ -83,6 +83,7 @@ class OllamaInference(Provider):
             base_url=cfg.base_url, region=cfg.region,
         )
         self.cfg = cfg
+        self.embedding_model = cfg.embedding_model
         self.first_token_timeout = cfg.timeout
         self.read_idle_timeout = timeouts.read_idle
         self.health_timeout = timeouts.health
@@ -228,6 +229,22 @@ class OllamaInference(Provider):
         if isinstance(exc, pydantic.ValidationError):
             return malformed(self.name, self.display_name)
         return map_foreign(self.name, self.display_name, exc, timeout)
+
+    async def embed(self, texts: list[str], model: str) -> Embeddings:
+        """``POST /api/embed``, bounded by the first-token timeout (a cold load included)."""
+        try:
+            async with asyncio.timeout(self.first_token_timeout):
+                reply = await self._client.embed(model=model, input=texts,
+                                                 keep_alive=self.cfg.keep_alive)
+        except (ProviderError, RequestError):
+            raise
+        except _FOREIGN as exc:
+            limit = f"no embeddings within {self.first_token_timeout:g}s"
+            raise self._map_error(exc, limit, model) from exc
+        vectors = [list(v) for v in reply.embeddings]
+        if len(vectors) != len(texts):
+            raise malformed(self.name, self.display_name)
+        return Embeddings(vectors, reply.model or model, self.name, reply.prompt_eval_count)
 
     async def health(self) -> HealthReport:
         """``GET /api/tags``; healthy only if the configured model is installed."""

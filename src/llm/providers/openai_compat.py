@@ -24,7 +24,7 @@ from ..errors import (
     RequestError,
 )
 from ..provider import POOL_LIMIT, Provider, Timeouts
-from ..types import ChatChunk, ChatRequest, HealthReport
+from ..types import ChatChunk, ChatRequest, Embeddings, HealthReport
 from ._errors import FOREIGN, error_text, malformed, map_foreign, map_status
 from ._timing import ReplyClock
 from ._translate import (
@@ -61,12 +61,14 @@ class OpenAICompatProvider(Provider):
         timeouts: Timeouts,
         region: str | None,
         session_factory: SessionFactory | None = None,
+        embedding_model: str | None = None,
     ) -> None:
         super().__init__(
             name, display_name, model=model, context_window=context_window,
             base_url=base_url, region=region,
         )
         self.url = base_url
+        self.embedding_model = embedding_model
         self.configured_model = model
         self.api_key = api_key
         self.temperature = temperature
@@ -258,6 +260,34 @@ class OpenAICompatProvider(Provider):
                     url, data=body, headers=self._headers,
                 )
             )
+
+    # -- embeddings --------------------------------------------------------------------
+    async def embed(self, texts: list[str], model: str) -> Embeddings:
+        """``POST /v1/embeddings``, bounded by the first-token timeout."""
+        body = json.dumps({"model": model, "input": texts})
+        try:
+            async with asyncio.timeout(self.first_token_timeout):
+                async with self._get_session().post(
+                    self.url + "/v1/embeddings", data=body, headers=self._headers
+                ) as resp:
+                    raw = await resp.read()
+                    if resp.status >= 400:
+                        raise self._map_status(resp.status, raw, resp.headers, model)
+                    data = json.loads(raw)
+        except (ProviderError, RequestError):
+            raise
+        except FOREIGN as exc:
+            limit = f"no embeddings within {self.first_token_timeout:g}s"
+            raise map_foreign(self.name, self.display_name, exc, limit) from exc
+        entries = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(entries, list) or len(entries) != len(texts) or not all(
+            isinstance(e, dict) and isinstance(e.get("embedding"), list) for e in entries
+        ):
+            raise malformed(self.name, self.display_name)
+        entries = sorted(entries, key=lambda e: e.get("index") or 0)
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        return Embeddings([e["embedding"] for e in entries], str(data.get("model") or model),
+                          self.name, usage.get("prompt_tokens"))
 
     # -- errors ------------------------------------------------------------------------
     def _choice(

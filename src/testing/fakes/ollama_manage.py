@@ -1,5 +1,6 @@
-"""The fake Ollama's model store: ``/api/pull``, ``/api/push``, ``/api/delete``, ``/api/copy``,
-``/api/create``, answered as the real server answers them.
+"""The fake Ollama's model store (``/api/pull``, ``/api/push``, ``/api/delete``,
+``/api/copy``, ``/api/create``) and embeddings (``/api/embed``, ``/api/embeddings``),
+answered as the real server answers them.
 
 ``pull`` streams NDJSON progress (``pulling manifest``, one ``pulling <digest>`` line with
 ``total``/``completed``, ``verifying sha256 digest``, ``writing manifest``, ``success``) or,
@@ -14,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from src.testing.fakes.abilities import embedding
 from src.testing.fakes.control import STATE, FakeState
 from src.testing.fakes.engine import dumps
 
@@ -119,7 +121,43 @@ async def copy(request: web.Request) -> web.StreamResponse:
     return web.Response(status=200)
 
 
+async def embed(request: web.Request) -> web.StreamResponse:
+    """``POST /api/embed``: one vector per input; 404 if the model is not pulled."""
+    body = request["json"]
+    name = _name(body, "model")
+    state: FakeState = request.app[STATE]
+    if name is None:
+        return _error(400, "model is required")
+    if canonical(name) not in {canonical(m) for m in state.models}:
+        return _error(404, f"model \"{name}\" not found, try pulling it first")
+    raw = body.get("input")
+    texts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        return _error(400, "invalid input type")
+    return web.json_response({
+        "model": name, "embeddings": [embedding(t) for t in texts],
+        "total_duration": 1000, "load_duration": 0,
+        "prompt_eval_count": sum(1 + len(t) // 4 for t in texts)}, dumps=dumps)
+
+
+async def legacy_embeddings(request: web.Request) -> web.StreamResponse:
+    """``POST /api/embeddings``: ``{"embedding": [...]}`` for one ``prompt``."""
+    body = request["json"]
+    name = _name(body, "model")
+    state: FakeState = request.app[STATE]
+    if name is None or canonical(name) not in {canonical(m) for m in state.models}:
+        return _error(404, f"model \"{name}\" not found, try pulling it first")
+    return web.json_response({"embedding": embedding(str(body.get("prompt") or ""))},
+                             dumps=dumps)
+
+
+def canonical(name: str) -> str:
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
 def add_manage_routes(app: web.Application) -> None:
+    app.router.add_post("/api/embed", embed)
+    app.router.add_post("/api/embeddings", legacy_embeddings)
     app.router.add_post("/api/pull", pull)
     app.router.add_post("/api/push", push)
     app.router.add_post("/api/create", create)

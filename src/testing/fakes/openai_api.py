@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from src.testing.fakes.abilities import json_text, openai_schema, tool_call
+from src.testing.fakes.abilities import embedding, json_text, openai_schema, tool_call
 from src.testing.fakes.control import INVALID_JSON, STATE, Behaviour, FakeState
 from src.testing.fakes.engine import (
     StreamPlan,
@@ -121,6 +121,7 @@ class OpenAIRoutes:
         app.router.add_get("/v1/models", self.list_models)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/v1/embeddings", self.embeddings)
 
     async def list_models(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/models`` (a health route)."""
@@ -148,6 +149,28 @@ class OpenAIRoutes:
     async def completions(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/completions`` (legacy text completions)."""
         return await self._generate(request, chat=False)
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/embeddings``: one vector per input, for a listed model only."""
+        state = request.app[STATE]
+        body = request["json"]
+        if not isinstance(body, dict):
+            return self.error(400, "Invalid JSON in request body", type_="invalid_request_error")
+        model = body.get("model")
+        if model not in state.models:
+            return self.error(404, f'Model "{model}" not found. Please check the model '
+                              "identifier.", type_="invalid_request_error", param="model")
+        raw = body.get("input")
+        texts = [raw] if isinstance(raw, str) else raw
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            return self.error(400, "'input' must be a string or an array of strings",
+                              type_="invalid_request_error", param="input")
+        tokens = sum(1 + len(t) // 4 for t in texts)
+        return web.json_response({
+            "object": "list", "model": model,
+            "data": [{"object": "embedding", "index": i, "embedding": embedding(t)}
+                     for i, t in enumerate(texts)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, dumps=dumps)
 
     def extra_fields(self, request: web.Request, tokens: int, started: float) -> dict[str, Any]:
         """Hook: fields added to a non-streamed completion (LM Studio's v0 ``stats``)."""
