@@ -21,6 +21,7 @@ from src.core.config import DemiConfig
 from src.llm.inference import UnifiedLLMInference
 
 from .admin_api import AdminRoutes
+from .completions_api import CompletionRoutes
 from .embeddings_api import EmbeddingRoutes
 from .errors import MAX_BODY_KEY, ApiError, Handler, error_response, from_exception
 from .ollama_api import OllamaRoutes
@@ -88,6 +89,7 @@ def create_app(
     OllamaRoutes(state).add_routes(app)
     AdminRoutes(state).add_routes(app)
     EmbeddingRoutes(state).add_routes(app)
+    CompletionRoutes(state).add_routes(app)
     if manage_llm:
         app.cleanup_ctx.append(_llm_lifecycle(llm))
     return app

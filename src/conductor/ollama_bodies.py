@@ -27,6 +27,7 @@ from .bodies import (
     check_finite,
     expect,
 )
+from .errors import ApiError
 
 
 class Options(RequestBody):
@@ -121,6 +122,12 @@ class GenerateBody(_Request):
         return data
 
     def messages(self) -> list[dict[str, Any]]:
+        """The prompt as a chat; what a chat cannot say is refused, naming the field."""
+        extra = self.model_extra or {}
+        for name in ("raw", "suffix", "template", "context"):
+            if extra.get(name):
+                raise ApiError(400, f"{name} is not supported: /api/generate runs as a chat "
+                               "over the failover chain, which has no equivalent")
         user: dict[str, Any] = {"role": "user", "content": self.prompt}
         if self.images:
             user["images"] = self.images

@@ -96,3 +96,49 @@ class EmbeddingsBody(RequestBody):
                            "embedding model's own", param="dimensions",
                            code="unsupported_parameter")
         return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class CompletionBody(RequestBody):
+    """``POST /v1/completions`` (OpenAI's legacy text completion), run as a chat whose one
+    user message is the prompt. What a chat cannot do is refused, naming the field."""
+
+    model: ModelName
+    prompt: Inputs
+    stream: Flag | None = None
+    stream_options: StreamOptions | None = None
+    max_tokens: PositiveInt | None = None
+    temperature: Number | None = None
+    top_p: Number | None = None
+    seed: Int | None = None
+    stop: Stop | None = None
+    n: Int | None = None
+    echo: Flag | None = None
+    suffix: Any = None
+    best_of: Int | None = None
+
+    def text(self) -> str:
+        prompt = self.prompt
+        if isinstance(prompt, list):
+            if len(prompt) != 1:
+                raise ApiError(400, "prompt must be one string: DEMI returns exactly one "
+                               "choice", param="prompt", code="unsupported_value")
+            prompt = prompt[0]
+        for name, refused in (("echo", self.echo), ("suffix", self.suffix),
+                              ("best_of", self.best_of not in (None, 1)),
+                              ("n", self.n not in (None, 1))):
+            if refused:
+                raise ApiError(400, f"{name} is not supported: /v1/completions runs as a "
+                               "chat, which has no equivalent", param=name,
+                               code="unsupported_parameter")
+        return prompt
+
+    def options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            key: value for key, value in (self.model_extra or {}).items()
+            if value is not None and key not in IGNORED
+        }
+        for key in ("temperature", "top_p", "seed", "stop", "max_tokens"):
+            value = getattr(self, key)
+            if value is not None:
+                options[key] = value
+        return options

@@ -194,6 +194,8 @@ BAD_GENERATE: list[tuple[str, dict[str, Any], str]] = [
      "system must be a string"),
     ("images not a list", {"model": "demi", "prompt": "x", "images": "abc"},
      "images must be an array"),
+    ("raw prompt", {"model": "demi", "prompt": "x", "raw": True}, "raw is not supported"),
+    ("suffix", {"model": "demi", "prompt": "x", "suffix": "y"}, "suffix is not supported"),
 ]
 
 

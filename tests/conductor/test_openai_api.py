@@ -257,7 +257,7 @@ async def test_wrong_method_and_unknown_path_use_openai_shape(conductor: Conduct
     resp = await conductor.client.get(CHAT)
     assert resp.status == 405
     assert_openai_error(await resp.json(), "not allowed")
-    resp = await conductor.client.post("/v1/completions", json={})
+    resp = await conductor.client.post("/v1/audio/speech", json={})
     assert resp.status == 404
     assert_openai_error(await resp.json(), "no such endpoint")
 
