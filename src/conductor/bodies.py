@@ -246,6 +246,18 @@ ModelName = Annotated[
 ]
 
 
+RESERVED = frozenset({"model", "messages", "workload", "prompt", "input"})
+"""Names the LLM layer reads as its own arguments (the model per provider, the workload for
+routing): an unknown field so named is the caller's typo or mischief, not a sampling option."""
+
+
+def pass_through(extra: dict[str, Any] | None, ignored: frozenset[str] = frozenset()) -> dict[
+        str, Any]:
+    """Unknown fields that go on to the provider as options."""
+    return {k: v for k, v in (extra or {}).items()
+            if v is not None and k not in ignored and k not in RESERVED}
+
+
 def check_finite(value: Any, name: str) -> None:
     """Reject NaN and infinities anywhere in a pass-through value (JSON has neither)."""
     if isinstance(value, float) and not math.isfinite(value):

@@ -26,6 +26,7 @@ from .bodies import (
     Text,
     check_finite,
     expect,
+    pass_through,
 )
 from .errors import ApiError
 
@@ -39,10 +40,9 @@ class Options(RequestBody):
 
     def as_chat_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {}
-        for key, value in (self.model_extra or {}).items():
-            if value is not None:
-                check_finite(value, f"options.{key}")
-                options[key] = value  # top_p, top_k, seed, num_ctx, ...
+        for key, value in pass_through(self.model_extra).items():
+            check_finite(value, f"options.{key}")
+            options[key] = value  # top_p, top_k, seed, num_ctx, ...
         if self.num_predict is not None and self.num_predict > 0:
             options["max_tokens"] = self.num_predict
         if self.temperature is not None:

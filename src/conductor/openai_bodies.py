@@ -21,6 +21,7 @@ from .bodies import (
     RequestBody,
     Stop,
     expect,
+    pass_through,
 )
 from .errors import ApiError
 
@@ -65,10 +66,7 @@ class ChatCompletionBody(RequestBody):
         if self.tools is not None and not isinstance(self.tools, list):
             raise ApiError(400, "tools must be an array of tool objects", param="tools",
                            code="invalid_type")
-        options: dict[str, Any] = {
-            key: value for key, value in (self.model_extra or {}).items()
-            if value is not None and key not in IGNORED
-        }
+        options = pass_through(self.model_extra, IGNORED)
         for key in ("temperature", "top_p", "seed", "stop", "tools"):
             value = getattr(self, key)
             if value is not None:
@@ -133,10 +131,7 @@ class CompletionBody(RequestBody):
         return prompt
 
     def options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            key: value for key, value in (self.model_extra or {}).items()
-            if value is not None and key not in IGNORED
-        }
+        options = pass_through(self.model_extra, IGNORED)
         for key in ("temperature", "top_p", "seed", "stop", "max_tokens"):
             value = getattr(self, key)
             if value is not None:
