@@ -80,7 +80,7 @@ class OllamaRoutes:
         info = {"modelfile": "", "parameters": "", "template": "", "details": {
             "parent_model": "", "format": "gguf", "family": "demi", "families": ["demi"],
             "parameter_size": "", "quantization_level": ""},
-            "model_info": {}, "capabilities": ["completion"]}
+            "model_info": {}, "capabilities": ["completion", "tools"]}
         return web.Response(body=_dumps(info).encode(), content_type=JSON_TYPE)
 
     def _model(self, model: str) -> None:

@@ -250,3 +250,22 @@ async def test_ollama_options_and_counts(oll: ollama.AsyncClient, upstream: Fake
         assert body["max_tokens"] == 2 and body["top_k"] == 4 and body["seed"] == 3
         assert body["repeat_penalty"] == 1.1
         assert "num_ctx" not in body and "keep_alive" not in body
+
+
+async def test_content_parts_not_blamed_on_a_provider(
+    oai: openai.AsyncOpenAI, demi: ConductorProcess
+) -> None:
+    """openai client: text parts are served by Ollama; an image by http URL (Ollama cannot
+    take one) is served by LM Studio, repeatedly, and Ollama stays active, circuit closed."""
+    parts = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    raw = await oai.chat.completions.with_raw_response.create(
+        model="demi", messages=[{"role": "user", "content": parts}])  # type: ignore[list-item]
+    assert raw.headers["x-demi-provider"] == "ollama"
+    url = [*parts, {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]
+    for _ in range(3):
+        raw = await oai.chat.completions.with_raw_response.create(
+            model="demi", messages=[{"role": "user", "content": url}])  # type: ignore[list-item]
+        assert raw.headers["x-demi-provider"] == "lmstudio"
+    status = demi.get_json("/status")
+    assert status["active_provider"] == "ollama"
+    assert status["providers"]["ollama"]["circuit"] == "closed"
