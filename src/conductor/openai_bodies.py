@@ -53,6 +53,16 @@ class ChatCompletionBody(RequestBody):
     stop: Stop | None = None
     tools: Any = None
     functions: Any = None
+    tool_choice: Annotated[
+        Any, expect('"auto", "none", "required" or {"type": "function", "function": {...}}',
+                    lambda v: v is None or v in ("auto", "none", "required")
+                    or isinstance(v, dict)),
+    ] = None
+    response_format: Annotated[
+        Any, expect('{"type": "text" | "json_object" | "json_schema", ...}',
+                    lambda v: v is None or (isinstance(v, dict) and v.get("type") in (
+                        "text", "json_object", "json_schema"))),
+    ] = None
 
     def options(self) -> dict[str, Any]:
         """The LLM options: sampling fields set, unknown fields passed through."""
@@ -67,7 +77,8 @@ class ChatCompletionBody(RequestBody):
             raise ApiError(400, "tools must be an array of tool objects", param="tools",
                            code="invalid_type")
         options = pass_through(self.model_extra, IGNORED)
-        for key in ("temperature", "top_p", "seed", "stop", "tools"):
+        for key in ("temperature", "top_p", "seed", "stop", "tools", "tool_choice",
+                    "response_format"):
             value = getattr(self, key)
             if value is not None:
                 options[key] = value
