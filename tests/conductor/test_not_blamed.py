@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from src.testing.fakes.launcher import FakeServer
 from tests.conductor.helpers import HI, LMSTUDIO_REPLY, Conductor
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nx").decode()
@@ -104,4 +105,18 @@ async def test_text_parts_are_joined_for_ollama(
     assert resp.status == 200
     assert resp.headers["X-DEMI-Provider"] == "ollama"
     assert (await resp.json())["choices"][0]["message"]["content"] != LMSTUDIO_REPLY
+    untouched(conductor)
+
+
+async def test_ollama_model_without_tools_sends_the_request_to_lmstudio(
+    conductor: Conductor, fake_ollama: FakeServer
+) -> None:
+    """Ollama's 400 "<model> does not support tools": LM Studio takes the request, and the
+    model's limit is held against nobody (it is not the caller's mistake either)."""
+    fake_ollama.control(mode="status", status=400,
+                        message="llama3.2:1b does not support tools")
+    resp = await conductor.chat(messages=HI, tools=[TOOL])
+    assert resp.status == 200
+    assert resp.headers["X-DEMI-Provider"] == "lmstudio"
+    assert (await resp.json())["choices"][0]["finish_reason"] == "tool_calls"
     untouched(conductor)

@@ -64,6 +64,26 @@ def _requested_model(request: httpx.Request) -> str | None:
     return model if isinstance(model, str) else None
 
 
+_CAPABILITY_FIELDS = {"tools": "tools", "vision": "images", "thinking": "think",
+                      "images": "images"}
+
+
+def _unsupported_capability(body: bytes) -> str | None:
+    """The request field behind Ollama's 400 "<model> does not support <capability>".
+
+    >>> _unsupported_capability(b'{"error":"gemma:2b does not support tools"}')
+    'tools'
+    >>> _unsupported_capability(b'{"error":"invalid options"}') is None
+    True
+    """
+    text = body.decode("utf-8", "replace")
+    marker = "does not support "
+    if marker not in text:
+        return None
+    word = text.split(marker, 1)[1].split('"', 1)[0].strip().split()[0:1]
+    return _CAPABILITY_FIELDS.get(word[0].strip(".,")) if word else None
+
+
 class OllamaInference(Provider):
     """The guide's primary provider."""
 
@@ -108,6 +128,11 @@ class OllamaInference(Provider):
         if response.status_code >= 400:
             body = await response.aread()
             model = _requested_model(response.request) or self.cfg.model
+            if response.status_code == 400:
+                unsupported = _unsupported_capability(body)
+                if unsupported is not None:  # the model, not the caller: another may take it
+                    raise CannotExpress(unsupported, f"Ollama's model {model} does not "
+                                        f"support {unsupported}")
             raise map_status(
                 self.name, self.display_name, response.status_code, body, response.headers,
                 not_found=f"model '{model}' not found (run: ollama pull {model})",
