@@ -199,6 +199,19 @@ Prompt = Annotated[
     str, _not_empty("must not be empty"), expect("a string", lambda v: isinstance(v, str)),
     _required(),
 ]
+def _is_tools(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and all(
+        isinstance(t, dict) and t.get("type", "function") == "function"
+        and isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str)
+        for t in value
+    ))
+
+
+Tools = Annotated[
+    list[Any] | None,
+    expect('an array of {"type": "function", "function": {"name": ..., "parameters": ...}}',
+           _is_tools),
+]
 Object = Annotated[dict[str, Any], expect("an object", lambda v: isinstance(v, dict))]
 Content = Annotated[
     str | list[Any] | None,

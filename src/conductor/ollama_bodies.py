@@ -24,6 +24,7 @@ from .bodies import (
     RequestBody,
     Stop,
     Text,
+    Tools,
     check_finite,
     expect,
     pass_through,
@@ -92,10 +93,7 @@ class ChatBody(_Request):
     """``POST /api/chat``."""
 
     messages: Messages
-    tools: Annotated[
-        list[Any] | None,
-        expect("an array of tool objects", lambda v: v is None or isinstance(v, list)),
-    ] = None
+    tools: Tools = None
 
     def chat_options(self) -> dict[str, Any]:
         options = super().chat_options()

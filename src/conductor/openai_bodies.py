@@ -20,6 +20,7 @@ from .bodies import (
     PositiveInt,
     RequestBody,
     Stop,
+    Tools,
     expect,
     pass_through,
 )
@@ -51,7 +52,7 @@ class ChatCompletionBody(RequestBody):
     top_p: Number | None = None
     seed: Int | None = None
     stop: Stop | None = None
-    tools: Any = None
+    tools: Tools = None
     functions: Any = None
     tool_choice: Annotated[
         Any, expect('"auto", "none", "required" or {"type": "function", "function": {...}}',
@@ -73,9 +74,6 @@ class ChatCompletionBody(RequestBody):
             raise ApiError(400, "functions and function_call are OpenAI's deprecated tool API:"
                            " send tools and tool_choice instead", param="functions",
                            code="unsupported_parameter")
-        if self.tools is not None and not isinstance(self.tools, list):
-            raise ApiError(400, "tools must be an array of tool objects", param="tools",
-                           code="invalid_type")
         options = pass_through(self.model_extra, IGNORED)
         for key in ("temperature", "top_p", "seed", "stop", "tools", "tool_choice",
                     "response_format"):

@@ -163,6 +163,8 @@ BAD_CHAT: list[tuple[str, dict[str, Any], str]] = [
      "stop must be"),
     ("tools not a list", {"model": "demi", "messages": HI, "tools": {"type": "function"}},
      "tools must be an array"),
+    ("tool without a function", {"model": "demi", "messages": HI,
+                                 "tools": [{"type": "function"}]}, "tools must be an array"),
     ("role an object", {"model": "demi", "messages": [{"role": {"x": 1}, "content": "x"}]},
      "role must be a string"),
     ("role an array", {"model": "demi", "messages": [{"role": ["user"], "content": "x"}]},

@@ -181,6 +181,8 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
                                       "stream_options": 1}, "stream_options must be an object"),
     ("tools not a list", {"model": "demi", "messages": HI, "tools": {"type": "function"}},
      "tools must be an array"),
+    ("tool without a function", {"model": "demi", "messages": HI,
+                                 "tools": [{"type": "function"}]}, "tools must be an array"),
     ("tool_choice a number", {"model": "demi", "messages": HI, "tool_choice": 3},
      "tool_choice must be"),
     ("response_format unknown type", {"model": "demi", "messages": HI,
