@@ -27,9 +27,9 @@ def embedding_key(name: str) -> str:
 
 def check_texts(texts: Any) -> list[str]:
     """The input as a list of strings, or RequestError (a 400) saying what is wrong."""
-    if isinstance(texts, str):
+    if isinstance(texts, str) and texts:
         return [texts]
-    if not isinstance(texts, Sequence) or not texts or not all(
+    if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts or not all(
         isinstance(t, str) for t in texts
     ):
         raise RequestError("input must be a string or a non-empty array of strings")
@@ -38,7 +38,7 @@ def check_texts(texts: Any) -> list[str]:
 
 async def embed(walker: ChainWalker, texts: Sequence[str]) -> Embeddings:
     """Ask each provider with an embedding model, in the chain's order, until one answers."""
-    order, _ = walker.attempt_order(None)
+    order, preferred = walker.attempt_order(None)
     tried: list[str] = []
     errors: list[ProviderError] = []
     for name in order:
@@ -49,13 +49,21 @@ async def embed(walker: ChainWalker, texts: Sequence[str]) -> Embeddings:
         tried.append(name)
         try:
             got = await provider.embed(list(texts), model)
-            return dataclasses.replace(got, fallback_used=bool(errors)) if errors else got
         except ProviderError as exc:
             walker.reporter.logger.warning(
                 "%s could not make embeddings (%s); trying the next provider",
                 provider.display_name, exc.reason,
             )
             errors.append(exc)
+            continue
+        # A fallback, as for chat: something preferred (with an embedding model) failed or
+        # is down.
+        ahead = preferred[: preferred.index(name)] if name in preferred else []
+        if errors or any(
+            walker.pool[n].provider.embedding_model and not walker.pool[n].usable for n in ahead
+        ):
+            return dataclasses.replace(got, fallback_used=True)
+        return got
     if not tried:
         keys = " or ".join(embedding_key(n) for n in order)
         raise RequestError(
