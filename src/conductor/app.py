@@ -21,6 +21,8 @@ from src.core.config import DemiConfig
 from src.llm.inference import UnifiedLLMInference
 
 from .admin_api import AdminRoutes
+from .completions_api import CompletionRoutes
+from .embeddings_api import EmbeddingRoutes
 from .errors import MAX_BODY_KEY, ApiError, Handler, error_response, from_exception
 from .ollama_api import OllamaRoutes
 from .openai_api import OpenAIRoutes
@@ -86,6 +88,8 @@ def create_app(
     OpenAIRoutes(state).add_routes(app)
     OllamaRoutes(state).add_routes(app)
     AdminRoutes(state).add_routes(app)
+    EmbeddingRoutes(state).add_routes(app)
+    CompletionRoutes(state).add_routes(app)
     if manage_llm:
         app.cleanup_ctx.append(_llm_lifecycle(llm))
     return app

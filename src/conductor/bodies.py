@@ -187,6 +187,31 @@ Int = Annotated[int, expect("an integer", _is_int)]
 PositiveInt = Annotated[int, expect("a positive integer", _is_positive_int)]
 Number = Annotated[float, expect("a number", _is_number)]
 Stop = Annotated[str | list[str], expect("a string or a list of strings", _is_stop)]
+Inputs = Annotated[
+    str | list[str],
+    _not_empty("must not be empty: send the text to embed"),
+    expect("a string or an array of strings",
+           lambda v: isinstance(v, str) or (isinstance(v, list)
+                                            and all(isinstance(s, str) for s in v))),
+    _required(),
+]
+Prompt = Annotated[
+    str, _not_empty("must not be empty"), expect("a string", lambda v: isinstance(v, str)),
+    _required(),
+]
+def _is_tools(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and all(
+        isinstance(t, dict) and t.get("type", "function") == "function"
+        and isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str)
+        for t in value
+    ))
+
+
+Tools = Annotated[
+    list[Any] | None,
+    expect('an array of {"type": "function", "function": {"name": ..., "parameters": ...}}',
+           _is_tools),
+]
 Object = Annotated[dict[str, Any], expect("an object", lambda v: isinstance(v, dict))]
 Content = Annotated[
     str | list[Any] | None,
@@ -234,6 +259,18 @@ ModelName = Annotated[
 ]
 
 
+RESERVED = frozenset({"model", "messages", "workload", "prompt", "input"})
+"""Names the LLM layer reads as its own arguments (the model per provider, the workload for
+routing): an unknown field so named is the caller's typo or mischief, not a sampling option."""
+
+
+def pass_through(extra: dict[str, Any] | None, ignored: frozenset[str] = frozenset()) -> dict[
+        str, Any]:
+    """Unknown fields that go on to the provider as options."""
+    return {k: v for k, v in (extra or {}).items()
+            if v is not None and k not in ignored and k not in RESERVED}
+
+
 def check_finite(value: Any, name: str) -> None:
     """Reject NaN and infinities anywhere in a pass-through value (JSON has neither)."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -245,9 +282,3 @@ def check_finite(value: Any, name: str) -> None:
         for i, item in enumerate(value):
             check_finite(item, f"{name}[{i}]")
 
-
-def reject_tools(value: Any) -> None:
-    """DEMI relays text only; a request that needs tool calls must not get a silent answer."""
-    if value:
-        raise ApiError(400, "tools are not supported by DEMI: send the request without tools",
-                       param="tools", code="unsupported_parameter")

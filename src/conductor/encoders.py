@@ -20,7 +20,7 @@ import time
 from typing import Any, Protocol
 
 from src.llm.stream import ReplyStream
-from src.llm.types import ChatChunk
+from src.llm.types import ChatChunk, ToolCall
 
 from .errors import ApiError, openai_error_body
 
@@ -99,6 +99,13 @@ class OpenAISSE:
         head = self._head
         out = (self._pending + self._text_head + _dumps(chunk.text) + self._text_tail
                if chunk.text else self._pending)
+        if chunk.tool_calls:
+            # Whole calls in one delta: clients accumulate fragments, and one is a fragment.
+            calls = [{"index": i, **openai_call(c)} for i, c in enumerate(chunk.tool_calls)]
+            delta = {"role": "assistant", "content": None, "tool_calls": calls} if (
+                self._pending or not chunk.text) else {"tool_calls": calls}
+            out += (head + '{"index":0,"delta":' + _dumps(delta)
+                    + ',"finish_reason":null}]}\n\n')
         out += (head + '{"index":0,"delta":{},"finish_reason":"'
                 + finish_reason(chunk.finish_reason) + '"}]}\n\n')
         if self._include_usage:
@@ -111,11 +118,32 @@ class OpenAISSE:
         return b"data: " + _dumps(openai_error_body(err)).encode() + b"\n\n"
 
 
+def openai_call(call: ToolCall) -> dict[str, Any]:
+    """A tool call as OpenAI spells it: ``arguments`` is a JSON string."""
+    return {"id": call.id, "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def ollama_call(call: ToolCall) -> dict[str, Any]:
+    """A tool call as Ollama spells it: ``arguments`` is a JSON object."""
+    try:
+        arguments = json.loads(call.arguments or "{}")
+    except ValueError:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        arguments = {}
+    return {"function": {"name": call.name, "arguments": arguments}}
+
+
 def openai_json(got: Collected, chunk_id: str) -> bytes:
     """One ``chat.completion`` object."""
     final = got.final
     prompt = final.prompt_tokens or 0
     completion = final.completion_tokens or 0
+    message: dict[str, Any] = {"role": "assistant", "content": got.text}
+    if final.tool_calls:
+        message["content"] = got.text or None
+        message["tool_calls"] = [openai_call(c) for c in final.tool_calls]
     return _dumps({
         "id": chunk_id,
         "object": "chat.completion",
@@ -123,7 +151,7 @@ def openai_json(got: Collected, chunk_id: str) -> bytes:
         "model": got.model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": got.text},
+            "message": message,
             "logprobs": None,
             "finish_reason": finish_reason(final.finish_reason),
         }],
@@ -143,6 +171,7 @@ def created_at() -> str:
 
 def _ollama_final(
     model: str, text: str, final: ChatChunk, reply: ReplyStream, started: int, chat: bool,
+    streamed: bool = False,
 ) -> dict[str, Any]:
     """The ``done: true`` object: reason, nanosecond durations and token counts."""
     total = time.perf_counter_ns() - started
@@ -151,6 +180,8 @@ def _ollama_final(
     obj: dict[str, Any] = {"model": model, "created_at": created_at()}
     if chat:
         obj["message"] = {"role": "assistant", "content": text}
+        if final.tool_calls and not streamed:
+            obj["message"]["tool_calls"] = [ollama_call(c) for c in final.tool_calls]
     else:
         obj["response"] = text
     obj.update(
@@ -187,9 +218,14 @@ class OllamaNDJSON:
         return (self._text_head + _dumps(text) + self._text_tail).encode()
 
     def final(self, chunk: ChatChunk) -> bytes:
+        out = ""
+        if chunk.tool_calls and self._chat:
+            # As Ollama streams them: whole calls on a line of their own before the done line.
+            out = (self._text_head + '""' + ',"tool_calls":'
+                   + _dumps([ollama_call(c) for c in chunk.tool_calls]) + self._text_tail)
         obj = _ollama_final(self._reply.model, chunk.text, chunk, self._reply, self._started,
-                            self._chat)
-        return (_dumps(obj) + "\n").encode()
+                            self._chat, streamed=True)
+        return (out + _dumps(obj) + "\n").encode()
 
     def error(self, err: ApiError) -> bytes:
         return (_dumps({"error": err.message}) + "\n").encode()

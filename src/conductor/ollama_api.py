@@ -20,10 +20,11 @@ from aiohttp import web
 
 from src.llm.stream import ReplyStream
 
-from .bodies import parse_body
+from .bodies import parse_body, read_json_object, validate
 from .encoders import Collected, OllamaNDJSON, ollama_json
 from .errors import JSON_TYPE, ApiError
-from .ollama_bodies import ChatBody, GenerateBody, ShowBody
+from .ollama_bodies import ChatBody, GenerateBody, LoadBody, ShowBody
+from .ollama_forward import OllamaForwarder
 from .relay import answer
 from .state import ConductorState
 
@@ -37,6 +38,7 @@ class OllamaRoutes:
 
     def __init__(self, state: ConductorState) -> None:
         self.state = state
+        self.forwarder = OllamaForwarder(state)
         self._version = _dumps({"version": OLLAMA_API_VERSION, "demi": state.version}).encode()
 
     def add_routes(self, app: web.Application) -> None:
@@ -47,6 +49,14 @@ class OllamaRoutes:
         app.router.add_post("/api/generate", self.generate)
         app.router.add_post("/api/show", self.show)
         app.router.add_get("/api/ps", self.ps)
+        for path in ("/api/pull", "/api/push", "/api/copy", "/api/create"):
+            app.router.add_post(path, self.manage)
+        app.router.add_delete("/api/delete", self.manage)
+
+    async def manage(self, request: web.Request) -> web.StreamResponse:
+        """Model management: Ollama's own store, so Ollama's own answer (progress streamed)."""
+        await read_json_object(request, self.state.max_body)  # a JSON object, or a 400
+        return await self.forwarder.forward(request, request.path, await request.read())
 
     async def root(self, request: web.Request) -> web.Response:
         """What clients (and ``curl``) probe to see whether "Ollama" is up."""
@@ -70,7 +80,7 @@ class OllamaRoutes:
         info = {"modelfile": "", "parameters": "", "template": "", "details": {
             "parent_model": "", "format": "gguf", "family": "demi", "families": ["demi"],
             "parameter_size": "", "quantization_level": ""},
-            "model_info": {}, "capabilities": ["completion"]}
+            "model_info": {}, "capabilities": ["completion", "tools"]}
         return web.Response(body=_dumps(info).encode(), content_type=JSON_TYPE)
 
     def _model(self, model: str) -> None:
@@ -79,7 +89,10 @@ class OllamaRoutes:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter_ns()
-        body = (await parse_body(request, self.state.max_body, ChatBody)).check()
+        data = await read_json_object(request, self.state.max_body)
+        if not data.get("messages"):  # no conversation: Ollama's preload / unload call
+            return await self._load(request, data, chat=True)
+        body = validate(data, ChatBody)
         self._model(body.model)
         messages = [m.as_dict() for m in body.messages]
         return await self._answer(request, messages, body.chat_options(), body.streams,
@@ -87,10 +100,23 @@ class OllamaRoutes:
 
     async def generate(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter_ns()
-        body = await parse_body(request, self.state.max_body, GenerateBody)
+        data = await read_json_object(request, self.state.max_body)
+        if not data.get("prompt") and not data.get("images"):
+            return await self._load(request, data, chat=False)
+        body = validate(data, GenerateBody)
         self._model(body.model)
         return await self._answer(request, body.messages(), body.chat_options(), body.streams,
                                   started, chat=False)
+
+    async def _load(
+        self, request: web.Request, data: dict[str, Any], *, chat: bool
+    ) -> web.StreamResponse:
+        if data.get("messages") not in (None, []) and chat:
+            validate(data, ChatBody)  # "messages": "" or {} is a type error, not a preload
+        body = validate(data, LoadBody)
+        self._model(body.model)
+        return await self.forwarder.load_or_unload(
+            request, request.path, body.model, body.keep_alive, chat)
 
     async def _answer(
         self, request: web.Request, messages: list[Any], options: dict[str, Any],

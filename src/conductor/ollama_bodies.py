@@ -15,17 +15,21 @@ from pydantic import model_validator
 
 from .bodies import (
     Flag,
+    Inputs,
     Int,
     Messages,
     ModelName,
     Number,
+    Prompt,
     RequestBody,
     Stop,
     Text,
+    Tools,
     check_finite,
     expect,
-    reject_tools,
+    pass_through,
 )
+from .errors import ApiError
 
 
 class Options(RequestBody):
@@ -37,10 +41,9 @@ class Options(RequestBody):
 
     def as_chat_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {}
-        for key, value in (self.model_extra or {}).items():
-            if value is not None:
-                check_finite(value, f"options.{key}")
-                options[key] = value  # top_p, top_k, seed, num_ctx, ...
+        for key, value in pass_through(self.model_extra).items():
+            check_finite(value, f"options.{key}")
+            options[key] = value  # top_p, top_k, seed, num_ctx, ...
         if self.num_predict is not None and self.num_predict > 0:
             options["max_tokens"] = self.num_predict
         if self.temperature is not None:
@@ -59,6 +62,16 @@ class _Request(RequestBody):
     model: ModelName
     stream: Flag | None = None
     options: OptionsField = None
+    format: Annotated[
+        Any, expect('"json" or a JSON schema object',
+                    lambda v: v is None or v in ("", "json") or isinstance(v, dict)),
+    ] = None
+    keep_alive: Annotated[
+        Any, expect("a duration (a number of seconds or a string like \"5m\")",
+                    lambda v: v is None or (isinstance(v, (int, float, str))
+                                            and not isinstance(v, bool))),
+    ] = None
+    think: Any = None
 
     @property
     def streams(self) -> bool:
@@ -66,18 +79,27 @@ class _Request(RequestBody):
         return self.stream is not False
 
     def chat_options(self) -> dict[str, Any]:
-        return self.options.as_chat_options() if self.options is not None else {}
+        """Sampling options plus the top-level fields every provider translates itself."""
+        options = self.options.as_chat_options() if self.options is not None else {}
+        if self.format:
+            options["format"] = self.format
+        for key in ("keep_alive", "think"):
+            if getattr(self, key) is not None:
+                options[key] = getattr(self, key)
+        return options
 
 
 class ChatBody(_Request):
     """``POST /api/chat``."""
 
     messages: Messages
-    tools: Any = None
+    tools: Tools = None
 
-    def check(self) -> ChatBody:
-        reject_tools(self.tools)
-        return self
+    def chat_options(self) -> dict[str, Any]:
+        options = super().chat_options()
+        if self.tools:
+            options["tools"] = self.tools
+        return options
 
 
 class GenerateBody(_Request):
@@ -98,10 +120,39 @@ class GenerateBody(_Request):
         return data
 
     def messages(self) -> list[dict[str, Any]]:
+        """The prompt as a chat; what a chat cannot say is refused, naming the field."""
+        extra = self.model_extra or {}
+        for name in ("raw", "suffix", "template", "context"):
+            if extra.get(name):
+                raise ApiError(400, f"{name} is not supported: /api/generate runs as a chat "
+                               "over the failover chain, which has no equivalent")
         user: dict[str, Any] = {"role": "user", "content": self.prompt}
         if self.images:
             user["images"] = self.images
         return [{"role": "system", "content": self.system}, user] if self.system else [user]
+
+
+class LoadBody(_Request):
+    """``/api/chat`` without messages, ``/api/generate`` without a prompt: load or unload."""
+
+
+class EmbedBody(RequestBody):
+    """``POST /api/embed``: ``input`` is a text or a list of texts."""
+
+    model: ModelName
+    input: Inputs
+    truncate: Flag | None = None
+    keep_alive: Any = None
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class LegacyEmbeddingsBody(RequestBody):
+    """``POST /api/embeddings`` (Ollama's older call): one ``prompt``."""
+
+    model: ModelName
+    prompt: Prompt
 
 
 class ShowBody(RequestBody):

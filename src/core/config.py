@@ -39,6 +39,8 @@ ENV_VARS: dict[str, str] = {
     "OLLAMA_MODEL": "llm.ollama.model",
     "LMSTUDIO_BASE_URL": "llm.lmstudio.base_url",
     "LMSTUDIO_MODEL": "llm.lmstudio.model",
+    "OLLAMA_EMBEDDING_MODEL": "llm.ollama.embedding_model",
+    "LMSTUDIO_EMBEDDING_MODEL": "llm.lmstudio.embedding_model",
     "DEMI_ENABLE_LLM_FALLBACK": "llm.enable_fallback",
     "DEMI_LLM_PROVIDER": "llm.provider",
     "DEMI_HEALTH_CHECK_INTERVAL": "llm.health_check_interval",
@@ -84,11 +86,13 @@ class _Server(BaseModel):
 class OllamaConfig(_Server):
     model: str = Field(min_length=1)
     keep_alive: str | float | None
+    embedding_model: str | None = Field(min_length=1)
 
 
 class LMStudioConfig(_Server):
     model: str | None
     api_key: str
+    embedding_model: str | None = Field(min_length=1)
 
 
 class ProviderEntry(_Server):
@@ -103,7 +107,7 @@ class ProviderEntry(_Server):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     kind: Literal["ollama", "openai"] = "openai"
     model: str | None = None
-    embedding_model: str | None = None
+    embedding_model: str | None = Field(None, min_length=1)
     api_key: str = "none"
     timeout: Seconds = Field(30, gt=0)
     temperature: float = Field(0.7, ge=0, le=2)
@@ -306,7 +310,7 @@ def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 def _env_value(key: str, raw: str) -> Any:
     """Interpret an environment string; ``null``/``none`` clear optional model keys."""
-    if key.endswith(".model") and raw.strip().lower() in ("null", "none"):
+    if key.endswith((".model", "_model")) and raw.strip().lower() in ("null", "none"):
         return None
     return raw.strip()
 

@@ -20,7 +20,13 @@ from typing import Any
 
 from src.core.config import LLMConfig
 
-from .errors import AllProvidersFailed, EmbeddedModelLoading, ProviderError, RequestError
+from .errors import (
+    AllProvidersFailed,
+    CannotExpress,
+    EmbeddedModelLoading,
+    ProviderError,
+    RequestError,
+)
 from .health import HealthMonitor
 from .pool import ProviderPool
 from .provider import Provider
@@ -127,6 +133,7 @@ class ChainWalker:
         await self.probe_ahead()
         order, preferred = self.attempt_order(opts.workload, msgs)
         errors: list[ProviderError] = []
+        unsaid: list[CannotExpress] = []
         for name in order:
             provider = self.pool[name].provider
             self.reporter.trying(name)
@@ -134,6 +141,12 @@ class ChainWalker:
             chunks = provider.stream(request).__aiter__()
             try:
                 first = await _first_chunk(name, chunks)
+            except CannotExpress as exc:
+                # Nobody's fault: this kind of server cannot say it; the next one may.
+                await _aclose(chunks)
+                self.reporter.logger.debug("%s skipped: %s", name, exc)
+                unsaid.append(exc)
+                continue
             except RequestError:
                 self.pool.record_caller_error(name)
                 await _aclose(chunks)
@@ -155,6 +168,11 @@ class ChainWalker:
         reply = await self._after_loading(msgs, opts, errors, started)
         if reply is not None:
             return reply
+        if unsaid and not errors:
+            raise RequestError(
+                f"no provider can take this request: {unsaid[0]} "
+                f"({unsaid[0].field} is not supported by any provider in the chain)"
+            )
         raise self._all_failed(order, errors)
 
     async def _after_loading(

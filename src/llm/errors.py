@@ -8,6 +8,7 @@ see these classes::
     ├── ConfigError                bad configuration; start-up stops (src.core.errors)
     ├── UnknownProviderError       force_provider()/routing named a provider that is not configured
     ├── RequestError               the caller's own request is wrong (HTTP 400); never fails over
+    │   └── CannotExpress          this provider has no way to say the request; try the next
     ├── ProviderError              one provider could not serve a request; fails over
     │   ├── ProviderUnavailable    connection refused/reset, DNS failure: nothing is listening
     │   ├── ProviderTimeout        connect, first-token or between-chunk bound exceeded
@@ -58,6 +59,20 @@ class RequestError(DemiError):
         self.provider = provider
         self.status = status
         super().__init__(message)
+
+
+class CannotExpress(RequestError):
+    """A provider has no equivalent for a field of the request (``field`` names it).
+
+    Not a failure of the provider and not a mistake of the caller: the chain skips that
+    provider without counting anything and tries the next; only if none can take the
+    request does the caller get a 400 naming the field.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
 
 
 class ProviderError(DemiError):
@@ -143,6 +158,7 @@ class Closed(DemiError, RuntimeError):
 
 __all__ = [
     "AllProvidersFailed",
+    "CannotExpress",
     "Closed",
     "ConfigError",
     "DemiError",

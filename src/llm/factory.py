@@ -59,7 +59,7 @@ def build_entry(entry: ProviderEntry, timeouts: Timeouts) -> Provider:
         entry.name, entry.name, base_url=entry.base_url, model=entry.model,
         api_key=entry.api_key, first_token_timeout=entry.timeout,
         temperature=entry.temperature, context_window=entry.context_window,
-        timeouts=timeouts, region=entry.region,
+        timeouts=timeouts, region=entry.region, embedding_model=entry.embedding_model,
     )
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from src.core.config import DemiConfig
 
+from . import embeddings
 from .breaker import BreakerPolicy, BreakerState
 from .canary import CanaryStrategy
 from .chain import ChainWalker, WalkPolicy
@@ -42,7 +43,7 @@ from .requests import parse_options, validate_messages
 from .routing import Strategy
 from .status import StatusTracker
 from .stream import ReplyStream
-from .types import ChatResult, Message
+from .types import ChatResult, Embeddings, Message
 
 __all__ = ["LMStudioInference", "OllamaInference", "UnifiedLLMInference"]
 
@@ -260,6 +261,15 @@ class UnifiedLLMInference:
                     yield chunk.text
         finally:
             await reply.aclose()
+
+    async def embed(self, texts: str | Sequence[str]) -> Embeddings:
+        """One vector per text, from the first provider in the order that has an embedding
+        model (``llm.<provider>.embedding_model``); RequestError 404 if none has one."""
+        if self._closed:
+            raise Closed("UnifiedLLMInference is closed")
+        if not self._started:
+            await self.start()
+        return await embeddings.embed(self.walker, embeddings.check_texts(texts))
 
     async def open_stream(self, messages: Sequence[Message], **options: Any) -> ReplyStream:
         """Walk the provider order until one starts answering; return its reply stream.

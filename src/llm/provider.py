@@ -27,8 +27,8 @@ from typing import ClassVar
 
 from src.core.config import LLMConfig
 
-from .errors import ProviderResponseError
-from .types import ChatChunk, ChatRequest, HealthReport
+from .errors import CannotExpress, ProviderResponseError
+from .types import ChatChunk, ChatRequest, Embeddings, HealthReport
 
 POOL_LIMIT = 256
 """Connections one provider keeps open to its server at most (one pool per provider)."""
@@ -77,6 +77,8 @@ class Provider(abc.ABC):
         self.context_window = context_window
         self.base_url = base_url
         self.region = region
+        self.embedding_model: str | None = None
+        """The model ``embed`` uses; None = this provider makes no embeddings (skipped)."""
         self.state_listener: Callable[[], None] | None = None
         """Set by the router: called when the provider's own state changes (an engine it
         runs died or became ready), so health is re-checked now, not at the next interval."""
@@ -105,6 +107,10 @@ class Provider(abc.ABC):
         """
         return False
 
+    async def embed(self, texts: list[str], model: str) -> Embeddings:
+        """One vector per text from ``model``; raises like ``stream`` does."""
+        raise CannotExpress("input", f"{self.display_name} makes no embeddings")
+
     def resolved_model(self, request: ChatRequest) -> str:
         """The model name this provider will use for ``request`` (for reports and logs)."""
         return request.model or self.model or "default"
@@ -123,6 +129,7 @@ class Provider(abc.ABC):
                     finish_reason=chunk.finish_reason,
                     prompt_tokens=chunk.prompt_tokens,
                     completion_tokens=chunk.completion_tokens,
+                    tool_calls=chunk.tool_calls,
                 )
         raise ProviderResponseError(self.name, "the reply ended without a final chunk")
 

@@ -8,6 +8,7 @@ silent splice of another provider's words onto a partial answer.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -86,10 +87,7 @@ class ReplyStream:
             self._delivered += len(chunk.text)
         if chunk.done:
             if chunk.model is None:
-                chunk = ChatChunk(
-                    chunk.text, True, self.model, chunk.finish_reason,
-                    chunk.prompt_tokens, chunk.completion_tokens,
-                )
+                chunk = dataclasses.replace(chunk, model=self.model)
             self._final = chunk
             self._finish(chunk, None)
         return chunk
@@ -120,6 +118,7 @@ class ReplyStream:
             time_to_first_token=self.time_to_first_token,
             finish_reason=final.finish_reason,
             attempts=self.attempts,
+            tool_calls=final.tool_calls,
         )
 
     async def collect(self) -> ChatResult:

@@ -22,6 +22,15 @@ from .types import Message
 TRIM_MARKER = "\n[… {n} characters trimmed to fit the context window …]\n"
 
 
+def _with_text(message: dict[str, Any], text: str) -> dict[str, Any]:
+    """``message`` with its text replaced; images and other non-text parts are kept."""
+    content = message.get("content")
+    if isinstance(content, list):
+        others = [p for p in content if not (isinstance(p, Mapping) and p.get("type") == "text")]
+        return {**message, "content": [{"type": "text", "text": text}, *others]}
+    return {**message, "content": text}
+
+
 def _text(message: Message) -> str:
     content = message.get("content")
     if isinstance(content, str):
@@ -92,9 +101,17 @@ class TokenEstimator:
                 break
             if keep[i]:
                 continue
+            calls = bool(msgs[i].get("tool_calls"))
             total -= self.estimate([msgs[i]], model)
             msgs[i] = {}
             dropped += 1
+            # A tool result without the call it answers is refused by servers: they go together.
+            j = i + 1
+            while calls and j < len(msgs) and not keep[j] and msgs[j].get("role") == "tool":
+                total -= self.estimate([msgs[j]], model)
+                msgs[j] = {}
+                dropped += 1
+                j += 1
         kept = [m for m in msgs if m]
         shortened = 0
         while self.estimate(kept, model) > budget and shortened < len(kept):
@@ -103,15 +120,14 @@ class TokenEstimator:
             text = _text(kept[longest])
             cut_chars = math.ceil(excess * self.chars_per_token / self.factor(model)) + 80
             if not text or cut_chars >= len(text):
-                kept[longest] = {**kept[longest], "content": TRIM_MARKER.format(n=len(text))}
+                kept[longest] = _with_text(kept[longest], TRIM_MARKER.format(n=len(text)))
             else:
                 head = (len(text) - cut_chars) // 2
                 tail = len(text) - cut_chars - head
-                kept[longest] = {
-                    **kept[longest],
-                    "content": text[:head] + TRIM_MARKER.format(n=cut_chars)
-                    + (text[-tail:] if tail else ""),
-                }
+                kept[longest] = _with_text(
+                    kept[longest],
+                    text[:head] + TRIM_MARKER.format(n=cut_chars) + (text[-tail:] if tail else ""),
+                )
             shortened += 1
         return kept, TrimReport(
             len(kept), dropped, shortened, self.estimate(kept, model), budget

@@ -34,6 +34,15 @@ class ChatRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One function call the model asks for; ``arguments`` is a JSON text (OpenAI's spelling)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChatChunk:
     """One piece of a streamed reply.
 
@@ -48,6 +57,8 @@ class ChatChunk:
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    """Only on the last chunk: the whole calls the model made (finish reason ``tool_calls``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +82,7 @@ class ChatResult:
     finish_reason: str | None = None
     attempts: tuple[tuple[str, str], ...] = ()
     """(provider, reason) for each provider that failed before this one answered."""
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +96,14 @@ class HealthReport:
     model_present: bool | None = None
     loading: bool = False
     """True while the provider is starting a model: not healthy yet, but not broken."""
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """One vector per input text, from ``provider``'s embedding ``model``."""
+
+    vectors: list[list[float]]
+    model: str
+    provider: str
+    prompt_tokens: int | None = None
+    fallback_used: bool = False

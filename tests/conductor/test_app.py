@@ -151,6 +151,6 @@ async def test_debug_access_line_has_no_body(
 
 async def test_unknown_paths_use_the_simple_shape(conductor: Conductor) -> None:
     """Outside /v1 an unknown path is a 404 {"error": ...}."""
-    resp = await conductor.client.get("/api/pull")
+    resp = await conductor.client.get("/api/nothing")
     assert resp.status == 404
-    assert (await resp.json()) == {"error": "no such endpoint: GET /api/pull"}
+    assert (await resp.json()) == {"error": "no such endpoint: GET /api/nothing"}

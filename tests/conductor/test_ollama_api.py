@@ -145,12 +145,12 @@ async def test_unknown_model_is_404_in_ollama_shape(conductor: Conductor) -> Non
 BAD_CHAT: list[tuple[str, dict[str, Any], str]] = [
     ("missing model", {"messages": HI}, "model is required"),
     ("empty model", {"model": "", "messages": HI}, "model is required"),
-    ("missing messages", {"model": "demi"}, "messages is required"),
     ("messages not a list", {"model": "demi", "messages": {"role": "user"}},
      "messages must be an array"),
-    ("empty messages", {"model": "demi", "messages": []}, "must not be empty"),
     ("unknown role", {"model": "demi", "messages": [{"role": "bot", "content": "x"}]},
      "role is 'bot'"),
+    ("preload without model", {"messages": []}, "model is required"),
+    ("messages an object", {"model": "demi", "messages": {}}, "messages must be"),
     ("stream not a bool", {"model": "demi", "messages": HI, "stream": "no"},
      "stream must be true or false"),
     ("options not an object", {"model": "demi", "messages": HI, "options": [1]},
@@ -161,8 +161,18 @@ BAD_CHAT: list[tuple[str, dict[str, Any], str]] = [
      "options.temperature must be a number"),
     ("stop not strings", {"model": "demi", "messages": HI, "options": {"stop": [3]}},
      "stop must be"),
-    ("tools", {"model": "demi", "messages": HI, "tools": [{"type": "function"}]},
-     "tools are not supported"),
+    ("tools not a list", {"model": "demi", "messages": HI, "tools": {"type": "function"}},
+     "tools must be an array"),
+    ("tool without a function", {"model": "demi", "messages": HI,
+                                 "tools": [{"type": "function"}]}, "tools must be an array"),
+    ("role an object", {"model": "demi", "messages": [{"role": {"x": 1}, "content": "x"}]},
+     "role must be a string"),
+    ("role an array", {"model": "demi", "messages": [{"role": ["user"], "content": "x"}]},
+     "role must be a string"),
+    ("format not json", {"model": "demi", "messages": HI, "format": "xml"},
+     "format must be"),
+    ("image not base64", {"model": "demi", "messages": [
+        {"role": "user", "content": "x", "images": ["/etc/passwd"]}]}, "not valid base64"),
 ]
 
 
@@ -181,12 +191,13 @@ async def test_bad_chat_input_is_a_400_in_ollama_shape(
 
 BAD_GENERATE: list[tuple[str, dict[str, Any], str]] = [
     ("missing model", {"prompt": "x"}, "model is required"),
-    ("missing prompt", {"model": "demi"}, "prompt is required"),
     ("prompt not text", {"model": "demi", "prompt": ["x"]}, "prompt must be a string"),
     ("system not text", {"model": "demi", "prompt": "x", "system": 1},
      "system must be a string"),
     ("images not a list", {"model": "demi", "prompt": "x", "images": "abc"},
      "images must be an array"),
+    ("raw prompt", {"model": "demi", "prompt": "x", "raw": True}, "raw is not supported"),
+    ("suffix", {"model": "demi", "prompt": "x", "suffix": "y"}, "suffix is not supported"),
 ]
 
 

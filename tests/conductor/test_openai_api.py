@@ -179,8 +179,24 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("top_p text", {"model": "demi", "messages": HI, "top_p": "x"}, "top_p must be a number"),
     ("stream_options not an object", {"model": "demi", "messages": HI, "stream": True,
                                       "stream_options": 1}, "stream_options must be an object"),
-    ("tools", {"model": "demi", "messages": HI, "tools": [{"type": "function"}]},
-     "tools are not supported"),
+    ("tools not a list", {"model": "demi", "messages": HI, "tools": {"type": "function"}},
+     "tools must be an array"),
+    ("tool without a function", {"model": "demi", "messages": HI,
+                                 "tools": [{"type": "function"}]}, "tools must be an array"),
+    ("tool_choice a number", {"model": "demi", "messages": HI, "tool_choice": 3},
+     "tool_choice must be"),
+    ("response_format unknown type", {"model": "demi", "messages": HI,
+                                      "response_format": {"type": "xml"}},
+     "response_format must be"),
+    ("deprecated functions", {"model": "demi", "messages": HI, "functions": [{"name": "f"}]},
+     "send tools and tool_choice"),
+    ("role an object", {"model": "demi", "messages": [{"role": {"x": 1}, "content": "x"}]},
+     "role must be a string"),
+    ("role an array", {"model": "demi", "messages": [{"role": ["user"], "content": "x"}]},
+     "role must be a string"),
+    ("image url not base64", {"model": "demi", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png,abc"}}]}]},
+     "base64 data: URL"),
 ]
 
 
@@ -248,7 +264,7 @@ async def test_wrong_method_and_unknown_path_use_openai_shape(conductor: Conduct
     resp = await conductor.client.get(CHAT)
     assert resp.status == 405
     assert_openai_error(await resp.json(), "not allowed")
-    resp = await conductor.client.post("/v1/completions", json={})
+    resp = await conductor.client.post("/v1/audio/speech", json={})
     assert resp.status == 404
     assert_openai_error(await resp.json(), "no such endpoint")
 

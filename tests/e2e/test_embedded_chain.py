@@ -141,6 +141,23 @@ def test_real_clients_get_embedded_answers(demi: ConductorProcess) -> None:
         assert "".join(part.message.content or "" for part in streamed).strip()
 
 
+def test_embedded_takes_text_parts_but_never_tools(demi: ConductorProcess) -> None:
+    """Text parts are joined for the embedded model; a request offering tools is not answered
+    as plain text (503 with the servers' reasons) and counts nothing against the model."""
+    parts = [{"type": "text", "text": "What is the capital"}, {"type": "text",
+                                                             "text": "of France?"}]
+    status, headers, raw = post(demi, "/api/chat", {
+        "model": "demi", "stream": False, "options": {"num_predict": 16},
+        "messages": [{"role": "user", "content": parts}]})
+    assert status == 200, raw
+    assert headers["X-DEMI-Provider"] == "embedded"
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    status, _, raw = post(demi, "/v1/chat/completions",
+                          {"model": "demi", "messages": ASK, "tools": tools})
+    assert status == 503, raw
+    assert embedded_status(demi)["circuit"] == "closed"
+
+
 def test_engine_segfault_mid_reply_ends_cleanly_and_recovers(demi: ConductorProcess) -> None:
     """SIGSEGV mid-stream: a terminal error event, the conductor stays up, the engine comes back."""
     victim = engine(demi)

@@ -86,3 +86,31 @@ def test_content_parts_are_counted() -> None:
     est = TokenEstimator()
     parts = [{"role": "user", "content": [{"type": "text", "text": "a" * 400}]}]
     assert est.estimate(parts) == est.estimate([{"role": "user", "content": "a" * 400}])
+
+
+def test_shortening_content_parts_keeps_the_images() -> None:
+    """A huge message with an image loses text, never the image part."""
+    est = TokenEstimator()
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    msgs = [{"role": "user", "content": [{"type": "text", "text": "x" * 40_000}, image]}]
+    fitted, report = est.fit(msgs, 500)
+    assert report.shortened == 1
+    content = fitted[0]["content"]
+    assert content[-1] == image
+    assert content[0]["type"] == "text" and len(content[0]["text"]) < 40_000
+
+
+def test_a_dropped_tool_call_takes_its_results_along() -> None:
+    """Dropping an assistant tool call also drops the tool results answering it."""
+    est = TokenEstimator()
+    msgs = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "x" * 4000, "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "b"},
+        {"role": "user", "content": "now?"},
+    ]
+    fitted, report = est.fit(msgs, 50)
+    assert [m["role"] for m in fitted] == ["user"]
+    assert fitted[0]["content"] == "now?"
+    assert report.dropped == 3

@@ -43,6 +43,7 @@ from ..errors import (
 )
 from ..provider import Provider, Timeouts
 from ..types import ChatChunk, ChatRequest, HealthReport
+from ._translate import check_text_only, joined_text_parts
 from .gguf import DEFAULT_FILE_LABEL, GGUF_PACKAGE, model_label
 from .openai_compat import OpenAICompatProvider
 
@@ -201,6 +202,7 @@ class EmbeddedProvider(Provider):
         An async generator, so ``aclose()`` closes the connection at once, and the engine
         stops generating for a caller who has gone.
         """
+        check_text_only(request, "the embedded model")
         self._check_ready()
         if self._in_flight >= 1 + self.cfg.queue_size:
             raise ProviderBusy(
@@ -209,7 +211,8 @@ class EmbeddedProvider(Provider):
             )
         wanted = request.max_tokens or self.cfg.max_tokens
         request = dataclasses.replace(
-            request, model=None, max_tokens=max(1, min(wanted, self.cfg.max_tokens))
+            request, model=None, max_tokens=max(1, min(wanted, self.cfg.max_tokens)),
+            messages=joined_text_parts(request.messages),
         )
         self._in_flight += 1
         trim = _EdgeSpace()

@@ -19,6 +19,7 @@ class LMStudioInference(OpenAICompatProvider):
     """The guide's fallback provider."""
 
     kind = "lmstudio"
+    json_object_as_schema = True  # LM Studio refuses response_format json_object
 
     def __init__(
         self,
@@ -35,6 +36,7 @@ class LMStudioInference(OpenAICompatProvider):
             first_token_timeout=cfg.timeout, temperature=cfg.temperature,
             context_window=cfg.context_window, timeouts=timeouts,
             region=cfg.region, session_factory=session_factory,
+            embedding_model=cfg.embedding_model,
         )
 
     async def _available_models(self) -> list[str]:

@@ -22,6 +22,7 @@ import pydantic
 from src.core.config import OllamaConfig
 
 from ..errors import (
+    CannotExpress,
     ModelNotFound,
     ProviderError,
     ProviderResponseError,
@@ -30,10 +31,11 @@ from ..errors import (
     RequestError,
 )
 from ..provider import POOL_LIMIT, Provider, Timeouts
-from ..types import ChatChunk, ChatRequest, HealthReport
+from ..types import ChatChunk, ChatRequest, Embeddings, HealthReport, ToolCall
 from ._aiohttp_transport import AiohttpTransport
 from ._errors import FOREIGN, connection_reason, malformed, map_foreign, map_status
 from ._timing import ReplyClock
+from ._translate import new_call_id, to_ollama
 
 _FOREIGN: tuple[type[BaseException], ...] = (
     *FOREIGN, ollama.ResponseError, httpx.HTTPError, pydantic.ValidationError,
@@ -62,6 +64,26 @@ def _requested_model(request: httpx.Request) -> str | None:
     return model if isinstance(model, str) else None
 
 
+_CAPABILITY_FIELDS = {"tools": "tools", "vision": "images", "thinking": "think",
+                      "images": "images"}
+
+
+def _unsupported_capability(body: bytes) -> str | None:
+    """The request field behind Ollama's 400 "<model> does not support <capability>".
+
+    >>> _unsupported_capability(b'{"error":"gemma:2b does not support tools"}')
+    'tools'
+    >>> _unsupported_capability(b'{"error":"invalid options"}') is None
+    True
+    """
+    text = body.decode("utf-8", "replace")
+    marker = "does not support "
+    if marker not in text:
+        return None
+    word = text.split(marker, 1)[1].split('"', 1)[0].strip().split()[0:1]
+    return _CAPABILITY_FIELDS.get(word[0].strip(".,")) if word else None
+
+
 class OllamaInference(Provider):
     """The guide's primary provider."""
 
@@ -81,6 +103,7 @@ class OllamaInference(Provider):
             base_url=cfg.base_url, region=cfg.region,
         )
         self.cfg = cfg
+        self.embedding_model = cfg.embedding_model
         self.first_token_timeout = cfg.timeout
         self.read_idle_timeout = timeouts.read_idle
         self.health_timeout = timeouts.health
@@ -105,12 +128,17 @@ class OllamaInference(Provider):
         if response.status_code >= 400:
             body = await response.aread()
             model = _requested_model(response.request) or self.cfg.model
+            if response.status_code == 400:
+                unsupported = _unsupported_capability(body)
+                if unsupported is not None:  # the model, not the caller: another may take it
+                    raise CannotExpress(unsupported, f"Ollama's model {model} does not "
+                                        f"support {unsupported}")
             raise map_status(
                 self.name, self.display_name, response.status_code, body, response.headers,
                 not_found=f"model '{model}' not found (run: ollama pull {model})",
             )
 
-    def _options(self, request: ChatRequest) -> dict[str, Any]:
+    def _options(self, request: ChatRequest, extra: dict[str, Any]) -> dict[str, Any]:
         options: dict[str, Any] = {
             "num_ctx": self.context_window,
             "temperature": self.cfg.temperature if request.temperature is None
@@ -120,7 +148,7 @@ class OllamaInference(Provider):
             options["num_predict"] = request.max_tokens
         if request.stop:
             options["stop"] = list(request.stop)
-        options.update(request.options)
+        options.update(extra)
         return options
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:  # type: ignore[override]
@@ -128,14 +156,28 @@ class OllamaInference(Provider):
         model = request.model or self.cfg.model
         clock = ReplyClock(self.first_token_timeout, self.read_idle_timeout)
         iterator: AsyncIterator[Any] | None = None
+        calls: list[ToolCall] = []
+        said = to_ollama(request)
         try:
-            parts = await self._client.chat(
-                model=model,
-                messages=list(request.messages),
-                stream=True,
-                options=self._options(request),
-                keep_alive=self.cfg.keep_alive,
-            )
+            try:
+                # With stream=True nothing is sent yet: a ValidationError here is about the
+                # request DEMI built, which this client cannot express; never Ollama's fault.
+                parts = await self._client.chat(
+                    model=model,
+                    messages=said.messages,
+                    tools=said.tools,
+                    format=said.format,
+                    think=said.think,
+                    stream=True,
+                    options=self._options(request, said.options),
+                    keep_alive=self.cfg.keep_alive if said.keep_alive is None
+                    else said.keep_alive,
+                )
+            except pydantic.ValidationError as exc:
+                err = exc.errors(include_url=False)[0]
+                where = ".".join(str(p) for p in err["loc"])
+                raise CannotExpress(where or "messages", "the ollama client rejects it: "
+                                    + err["msg"]) from None
             iterator = parts.__aiter__()
             while True:
                 try:
@@ -143,14 +185,22 @@ class OllamaInference(Provider):
                 except StopAsyncIteration:
                     break
                 text = (part.message.content or "") if part.message is not None else ""
+                if part.message is not None and part.message.tool_calls:
+                    clock.started = True
+                    calls.extend(
+                        ToolCall(id=new_call_id(), name=c.function.name,
+                                 arguments=json.dumps(dict(c.function.arguments)))
+                        for c in part.message.tool_calls
+                    )
                 if part.done:
                     final = ChatChunk(
                         text=text,
                         done=True,
                         model=part.model or model,
-                        finish_reason=part.done_reason or "stop",
+                        finish_reason="tool_calls" if calls else part.done_reason or "stop",
                         prompt_tokens=part.prompt_eval_count,
                         completion_tokens=part.eval_count,
+                        tool_calls=tuple(calls),
                     )
                     # Read to the end of the body so httpx returns the connection to its
                     # pool; stopping at the done line would cost a new TCP connection per reply.
@@ -204,6 +254,22 @@ class OllamaInference(Provider):
         if isinstance(exc, pydantic.ValidationError):
             return malformed(self.name, self.display_name)
         return map_foreign(self.name, self.display_name, exc, timeout)
+
+    async def embed(self, texts: list[str], model: str) -> Embeddings:
+        """``POST /api/embed``, bounded by the first-token timeout (a cold load included)."""
+        try:
+            async with asyncio.timeout(self.first_token_timeout):
+                reply = await self._client.embed(model=model, input=texts,
+                                                 keep_alive=self.cfg.keep_alive)
+        except (ProviderError, RequestError):
+            raise
+        except _FOREIGN as exc:
+            limit = f"no embeddings within {self.first_token_timeout:g}s"
+            raise self._map_error(exc, limit, model) from exc
+        vectors = [list(v) for v in reply.embeddings]
+        if len(vectors) != len(texts):
+            raise malformed(self.name, self.display_name)
+        return Embeddings(vectors, reply.model or model, self.name, reply.prompt_eval_count)
 
     async def health(self) -> HealthReport:
         """``GET /api/tags``; healthy only if the configured model is installed."""

@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -24,9 +24,16 @@ from ..errors import (
     RequestError,
 )
 from ..provider import POOL_LIMIT, Provider, Timeouts
-from ..types import ChatChunk, ChatRequest, HealthReport
+from ..types import ChatChunk, ChatRequest, Embeddings, HealthReport
 from ._errors import FOREIGN, error_text, malformed, map_foreign, map_status
 from ._timing import ReplyClock
+from ._translate import (
+    OLLAMA_ONLY_OPTIONS,
+    add_fragment,
+    openai_tool_calls,
+    split_options,
+    to_openai,
+)
 
 __all__ = ["OpenAICompatProvider", "SessionFactory", "error_text"]
 
@@ -37,6 +44,8 @@ class OpenAICompatProvider(Provider):
     """Chat over ``POST /v1/chat/completions`` with SSE streaming; health via ``/v1/models``."""
 
     kind = "openai"
+    json_object_as_schema: ClassVar[bool] = False
+    """True for servers that take ``response_format`` ``json_schema`` but not ``json_object``."""
 
     def __init__(
         self,
@@ -52,12 +61,14 @@ class OpenAICompatProvider(Provider):
         timeouts: Timeouts,
         region: str | None,
         session_factory: SessionFactory | None = None,
+        embedding_model: str | None = None,
     ) -> None:
         super().__init__(
             name, display_name, model=model, context_window=context_window,
             base_url=base_url, region=region,
         )
         self.url = base_url
+        self.embedding_model = embedding_model
         self.configured_model = model
         self.api_key = api_key
         self.temperature = temperature
@@ -129,9 +140,10 @@ class OpenAICompatProvider(Provider):
 
     # -- chat --------------------------------------------------------------------------
     def _payload(self, request: ChatRequest, model: str) -> dict[str, Any]:
+        said = to_openai(request, json_object_as_schema=self.json_object_as_schema)
         payload: dict[str, Any] = {
             "model": model,
-            "messages": list(request.messages),
+            "messages": said.pop("messages"),
             "stream": True,
             "stream_options": {"include_usage": True},
             "temperature": self.temperature if request.temperature is None
@@ -141,7 +153,11 @@ class OpenAICompatProvider(Provider):
             payload["max_tokens"] = request.max_tokens
         if request.stop:
             payload["stop"] = list(request.stop)
-        payload.update(request.options)
+        _, options = split_options(request.options)
+        payload.update(
+            (k, v) for k, v in options.items() if k not in OLLAMA_ONLY_OPTIONS
+        )
+        payload.update(said)
         return payload
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:  # type: ignore[override]
@@ -152,6 +168,7 @@ class OpenAICompatProvider(Provider):
         finish: str | None = None
         usage: dict[str, Any] | None = None
         served_model = model
+        fragments: dict[int, dict[str, Any]] = {}
         try:
             response = await self._post_chat(clock, json.dumps(self._payload(request, model)))
             resp = response
@@ -193,7 +210,9 @@ class OpenAICompatProvider(Provider):
                     if not isinstance(choices, list | tuple):
                         raise malformed(self.name, self.display_name)
                     for choice in choices:
-                        text, reason = self._choice(choice)
+                        text, reason = self._choice(choice, fragments)
+                        if fragments:
+                            clock.started = True
                         if reason:
                             finish = reason
                         if text:
@@ -210,13 +229,15 @@ class OpenAICompatProvider(Provider):
         if finish is None:
             raise ProviderResponseError(self.name, "the reply ended without a finish reason")
         usage = usage if isinstance(usage, dict) else {}
+        calls = openai_tool_calls(fragments)
         yield ChatChunk(
             text="",
             done=True,
             model=served_model,
-            finish_reason=finish,
+            finish_reason="tool_calls" if calls else finish,
             prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=usage.get("completion_tokens"),
+            tool_calls=calls,
         )
 
     async def _post_chat(self, clock: ReplyClock, body: str) -> aiohttp.ClientResponse:
@@ -240,13 +261,48 @@ class OpenAICompatProvider(Provider):
                 )
             )
 
+    # -- embeddings --------------------------------------------------------------------
+    async def embed(self, texts: list[str], model: str) -> Embeddings:
+        """``POST /v1/embeddings``, bounded by the first-token timeout."""
+        body = json.dumps({"model": model, "input": texts})
+        try:
+            async with asyncio.timeout(self.first_token_timeout):
+                async with self._get_session().post(
+                    self.url + "/v1/embeddings", data=body, headers=self._headers
+                ) as resp:
+                    raw = await resp.read()
+                    if resp.status >= 400:
+                        raise self._map_status(resp.status, raw, resp.headers, model)
+                    data = json.loads(raw)
+        except (ProviderError, RequestError):
+            raise
+        except FOREIGN as exc:
+            limit = f"no embeddings within {self.first_token_timeout:g}s"
+            raise map_foreign(self.name, self.display_name, exc, limit) from exc
+        entries = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(entries, list) or len(entries) != len(texts) or not all(
+            isinstance(e, dict) and isinstance(e.get("embedding"), list) for e in entries
+        ):
+            raise malformed(self.name, self.display_name)
+        entries = sorted(entries, key=lambda e: e.get("index") or 0)
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        return Embeddings([e["embedding"] for e in entries], str(data.get("model") or model),
+                          self.name, usage.get("prompt_tokens"))
+
     # -- errors ------------------------------------------------------------------------
-    def _choice(self, choice: object) -> tuple[str, str | None]:
-        """(text, finish reason) of one streamed choice; a wrong shape is a malformed reply."""
+    def _choice(
+        self, choice: object, fragments: dict[int, dict[str, Any]]
+    ) -> tuple[str, str | None]:
+        """(text, finish reason) of one streamed choice; tool-call fragments are folded into
+        ``fragments``. A wrong shape is a malformed reply."""
         if not isinstance(choice, dict):
             raise malformed(self.name, self.display_name)
         delta = choice.get("delta") or {}
         text = delta.get("content") if isinstance(delta, dict) else None
+        if isinstance(delta, dict) and delta.get("tool_calls") and not add_fragment(
+            fragments, delta["tool_calls"]
+        ):
+            raise malformed(self.name, self.display_name)
         reason = choice.get("finish_reason")
         if not isinstance(text, str | None) or not isinstance(reason, str | None):
             raise malformed(self.name, self.display_name)

@@ -58,6 +58,8 @@ def model_type(name: str) -> str:
 class LMStudioOpenAI(OpenAIRoutes):
     """LM Studio flavour of the OpenAI routes."""
 
+    accepts_json_object = False
+
     status_messages: ClassVar[dict[int, tuple[str, str, str | None]]] = {
         400: (NO_MODELS, "invalid_request_error", None),
         401: ("Invalid API key provided.", "invalid_request_error", "invalid_api_key"),

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from src.testing.fakes.abilities import json_text, ollama_schema, tool_call
 from src.testing.fakes.control import (
     INVALID_JSON,
     STATE,
@@ -48,6 +49,7 @@ from src.testing.fakes.engine import (
     prompt_tokens_for_text,
     serve,
 )
+from src.testing.fakes.ollama_manage import add_manage_routes
 from src.testing.fakes.openai_api import JSON_TYPE, OpenAIRoutes
 
 VERSION = "0.12.6"
@@ -258,12 +260,20 @@ async def _native_generate(request: web.Request, *, chat: bool) -> web.StreamRes
         empty: dict[str, Any] = (
             {"message": {"role": "assistant", "content": ""}} if chat else {"response": ""}
         )
-        return web.json_response(
-            {**head, **empty, "done": True, "done_reason": "load"}, dumps=dumps
-        )
+        keep = body.get("keep_alive")
+        reason = "unload" if keep in (0, "0", "0s", "0m") else "load"
+        return web.json_response({**head, **empty, "done": True, "done_reason": reason},
+                                 dumps=dumps)
     options = body.get("options")
     limit = positive_int(options.get("num_predict")) if isinstance(options, dict) else None
     tokens, reason = cap_tokens(state.tokens, limit)
+    schema = ollama_schema(body)
+    if schema is not None:
+        tokens = (json_text(schema, "".join(tokens)),)
+    call = tool_call(body) if chat else None
+    calls = [{"function": {"name": call[0], "arguments": call[1]}}] if call else []
+    if calls:
+        tokens = ()
     if chat:
         prompt = prompt_tokens_for_messages(body.get("messages"))
     else:
@@ -278,6 +288,8 @@ async def _native_generate(request: web.Request, *, chat: bool) -> web.StreamRes
             if chat
             else {"response": content}
         )
+        if calls and not streaming:
+            piece["message"]["tool_calls"] = calls
         return {
             **head,
             **piece,
@@ -304,9 +316,12 @@ async def _native_generate(request: web.Request, *, chat: bool) -> web.StreamRes
         ',"message":{"role":"assistant","content":' if chat else ',"response":'
     )
     suffix = '},"done":false}\n' if chat else ',"done":false}\n'
+    chunks = [(prefix + dumps(tok) + suffix).encode() for tok in tokens]
+    if calls:  # Ollama streams whole tool calls on a line of their own
+        chunks = [(prefix + '"","tool_calls":' + dumps(calls) + suffix).encode()]
     plan = StreamPlan(
         content_type="application/x-ndjson",
-        chunks=[(prefix + dumps(tok) + suffix).encode() for tok in tokens],
+        chunks=chunks,
         tail=lambda: (dumps(final("")) + "\n").encode(),
         error_line=(dumps({"error": behaviour.message or MIDSTREAM_MESSAGE}) + "\n").encode(),
         malformed_line=(prefix + '"\n').encode(),
@@ -325,6 +340,7 @@ def create_app(state: FakeState) -> web.Application:
     app.router.add_post("/api/chat", chat)
     app.router.add_post("/api/generate", generate)
     OllamaOpenAI().add_routes(app)
+    add_manage_routes(app)
     return app
 
 

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from src.testing.fakes.abilities import embedding, json_text, openai_schema, tool_call
 from src.testing.fakes.control import INVALID_JSON, STATE, Behaviour, FakeState
 from src.testing.fakes.engine import (
     StreamPlan,
@@ -50,6 +51,8 @@ class OpenAIRoutes:
     #: ``param`` of 400/404 errors (OpenAI and LM Studio name the field; Ollama sends null).
     model_param: str | None = "model"
     #: Message of a mid-stream (or non-streamed 500) generation failure.
+    accepts_json_object = True
+    """LM Studio refuses ``response_format: json_object`` (it takes ``json_schema`` only)."""
     midstream_message = "The model has crashed without additional information. (Exit code: null)"
 
     # ---- hooks for the subclasses ------------------------------------------------------------
@@ -118,6 +121,7 @@ class OpenAIRoutes:
         app.router.add_get("/v1/models", self.list_models)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/v1/embeddings", self.embeddings)
 
     async def list_models(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/models`` (a health route)."""
@@ -145,6 +149,28 @@ class OpenAIRoutes:
     async def completions(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/completions`` (legacy text completions)."""
         return await self._generate(request, chat=False)
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/embeddings``: one vector per input, for a listed model only."""
+        state = request.app[STATE]
+        body = request["json"]
+        if not isinstance(body, dict):
+            return self.error(400, "Invalid JSON in request body", type_="invalid_request_error")
+        model = body.get("model")
+        if model not in state.models:
+            return self.error(404, f'Model "{model}" not found. Please check the model '
+                              "identifier.", type_="invalid_request_error", param="model")
+        raw = body.get("input")
+        texts = [raw] if isinstance(raw, str) else raw
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            return self.error(400, "'input' must be a string or an array of strings",
+                              type_="invalid_request_error", param="input")
+        tokens = sum(1 + len(t) // 4 for t in texts)
+        return web.json_response({
+            "object": "list", "model": model,
+            "data": [{"object": "embedding", "index": i, "embedding": embedding(t)}
+                     for i, t in enumerate(texts)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, dumps=dumps)
 
     def extra_fields(self, request: web.Request, tokens: int, started: float) -> dict[str, Any]:
         """Hook: fields added to a non-streamed completion (LM Studio's v0 ``stats``)."""
@@ -184,6 +210,17 @@ class OpenAIRoutes:
             body.get("max_completion_tokens")
         )
         tokens, finish = cap_tokens(state.tokens, limit)
+        schema = openai_schema(body)
+        if schema == "json" and not self.accepts_json_object:
+            return self.error(400, "'response_format.type' must be 'json_schema'",
+                              type_="invalid_request_error", param="response_format")
+        if schema is not None:
+            tokens = (json_text(schema, "".join(tokens)),)
+        call = tool_call(body) if chat else None
+        if call is not None:
+            tokens, finish = (), "tool_calls"
+            call_id = f"call_fake{next(_ids)}"
+            arguments = dumps(call[1])
         if chat:
             prompt = prompt_tokens_for_messages(body.get("messages"))
         else:
@@ -201,12 +238,31 @@ class OpenAIRoutes:
             plan = self._stream_plan(
                 behaviour, chat, ident, created, model, tokens, finish, usage, with_usage
             )
+            if call is not None:  # fragments: id and name first, the arguments in two halves
+                half = len(arguments) // 2
+                pieces = [
+                    {"index": 0, "id": call_id, "type": "function",
+                     "function": {"name": call[0], "arguments": ""}},
+                    {"index": 0, "function": {"arguments": arguments[:half]}},
+                    {"index": 0, "function": {"arguments": arguments[half:]}},
+                ]
+                plan.chunks = [
+                    sse(dumps({"id": ident, "object": "chat.completion.chunk",
+                               "created": created, "model": model, "choices": [{
+                                   "index": 0, "delta": {"tool_calls": [piece]},
+                                   "logprobs": None, "finish_reason": None}]}))
+                    for piece in pieces
+                ]
             return await answer_stream(request, behaviour, plan)
 
         def whole() -> bytes:
             choice: dict[str, Any] = {"index": 0}
             if chat:
                 choice["message"] = {"role": "assistant", "content": "".join(tokens)}
+                if call is not None:
+                    choice["message"] = {"role": "assistant", "content": None, "tool_calls": [
+                        {"id": call_id, "type": "function",
+                         "function": {"name": call[0], "arguments": arguments}}]}
             else:
                 choice["text"] = "".join(tokens)
             choice.update({"logprobs": None, "finish_reason": finish})
