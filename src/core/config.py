@@ -47,6 +47,7 @@ ENV_VARS: dict[str, str] = {
     "DEMI_EMBEDDED_MODEL_PATH": "llm.embedded.model_path",
     "DEMI_HOST": "conductor.host",
     "DEMI_PORT": "conductor.port",
+    "DEMI_API_KEY": "conductor.api_key",
     "DEMI_LOG_LEVEL": "logging.level",
 }
 """Environment variable → config key. An empty value counts as unset."""
@@ -180,6 +181,10 @@ class ConductorConfig(BaseModel):
     model_aliases: tuple[str, ...]
     max_body_bytes: int = Field(ge=1024)
     shutdown_grace: Seconds = Field(ge=0)
+    api_key: str | None = Field(min_length=1, repr=False)
+    cors_origins: tuple[str, ...]
+    max_header_bytes: int = Field(ge=1024, le=1048576)
+    header_timeout: Seconds = Field(gt=0)
 
 
 class LoggingConfig(BaseModel):
