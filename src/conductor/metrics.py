@@ -102,6 +102,11 @@ class Metrics:
             "demi_stream_interruptions", "Replies that broke after text was sent",
             ["provider"], registry=self.registry,
         )
+        self._continued = Counter(
+            "demi_stream_continuations",
+            "Broken streams continued by another provider (labelled by the one continuing)",
+            ["provider"], registry=self.registry,
+        )
         self._ttft = Histogram(
             "demi_time_to_first_token_seconds",
             "Seconds from the request to the first text, failover included",
@@ -143,8 +148,12 @@ class Metrics:
         if ttft is not None:
             self._child(self._ttft, (provider,)).observe(ttft)
 
-    def reply_finished(self, provider: str, seconds: float) -> None:
+    def reply_finished(
+        self, provider: str, seconds: float, continued_by: Iterable[str] = (),
+    ) -> None:
         self._child(self._latency, (provider,)).observe(seconds)
+        for name in continued_by:
+            self._child(self._continued, (name,)).inc()
 
     # -- failures ----------------------------------------------------------------------
     def all_failed(self, errors: Iterable[ProviderError]) -> None:

@@ -161,6 +161,7 @@ class LLMConfig(BaseModel):
     connect_timeout: Seconds = Field(gt=0)
     read_idle_timeout: Seconds = Field(gt=0)
     max_tokens: int = Field(ge=1)
+    mid_stream: Literal["continue", "error"]
     order: tuple[str, ...]
     routing: RoutingConfig
     embedded: EmbeddedConfig

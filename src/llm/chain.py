@@ -27,7 +27,7 @@ from .provider import Provider
 from .report import Reporter
 from .requests import ChatOptions
 from .routing import RouteContext, Strategy
-from .stream import ReplyStream
+from .stream import Continuation, ReplyStream, Resume
 from .tokens import TokenEstimator
 from .types import ChatChunk, ChatRequest
 
@@ -40,11 +40,13 @@ class WalkPolicy:
     health_check_wait: float
     load_wait: float
     fallback_enabled: bool
+    mid_stream: str = "error"
 
     @classmethod
     def from_config(cls, llm: LLMConfig) -> WalkPolicy:
         return cls(max_tokens=llm.max_tokens, health_check_wait=llm.health_check_wait,
-                   load_wait=llm.embedded.load_wait, fallback_enabled=llm.enable_fallback)
+                   load_wait=llm.embedded.load_wait, fallback_enabled=llm.enable_fallback,
+                   mid_stream=llm.mid_stream)
 
 
 class ChainWalker:
@@ -108,11 +110,15 @@ class ChainWalker:
             await self.monitor.maybe_probe(name, self.policy.health_check_wait)
 
     # -- the walk --------------------------------------------------------------------------
-    async def open(self, msgs: list[dict[str, Any]], opts: ChatOptions) -> ReplyStream:
+    async def open(
+        self, msgs: list[dict[str, Any]], opts: ChatOptions, *, continuable: bool = False,
+    ) -> ReplyStream:
         """Walk the order until one provider starts answering; return its reply stream.
 
-        Raises RequestError for the caller's own mistakes (no failover), AllProvidersFailed
-        when every provider failed before producing text. Anything else a provider raises
+        ``continuable`` (a streaming caller) lets a reply that breaks after text be
+        continued by the next provider when ``llm.mid_stream`` is ``continue``. Raises
+        RequestError for the caller's own mistakes (no failover), AllProvidersFailed when
+        every provider failed before producing text. Anything else a provider raises
         is a DEMI bug: it propagates untouched and counts against no provider.
         """
         started = time.perf_counter()
@@ -143,7 +149,10 @@ class ChainWalker:
             # A fallback happened if anything the strategy preferred was down or failed.
             ahead = preferred[: preferred.index(name)]
             fallback = bool(errors) or any(not self.pool[n].usable for n in ahead)
-            return self._reply(name, request, first, chunks, errors, fallback, started)
+            resume = (functools.partial(self.resume, msgs, opts)
+                      if continuable and self.policy.mid_stream == "continue"
+                      and self._forced() is None else None)  # pinned: no other provider
+            return self._reply(name, request, first, chunks, errors, fallback, started, resume)
         reply = await self._after_loading(msgs, opts, errors, started)
         if reply is not None:
             return reply
@@ -180,6 +189,46 @@ class ChainWalker:
             return self._reply(name, request, first, chunks, errors, True, started)
         return None
 
+    async def resume(
+        self, msgs: list[dict[str, Any]], opts: ChatOptions, text: str, used: frozenset[str],
+    ) -> Continuation | None:
+        """Ask the next provider (not one that served this reply) to continue ``text``.
+
+        The request is the conversation plus ``text`` as a trailing assistant message: both
+        Ollama and OpenAI-compatible servers treat that as the start of their reply. Failures
+        before the continuation's first chunk count against that provider, and the next one
+        is tried; None when no provider is left.
+        """
+        order, _ = self.attempt_order(opts.workload)
+        prefill = [*msgs, {"role": "assistant", "content": text}]
+        for name in order:
+            if name in used:
+                continue
+            provider = self.pool[name].provider
+            request = self._request_for(provider, prefill, opts)
+            started = time.perf_counter()
+            chunks = provider.stream(request).__aiter__()
+            try:
+                first = await _first_chunk(name, chunks)
+            except RequestError:  # the server refused the prefill: not its failure, skip it
+                await _aclose(chunks)
+                continue
+            except ProviderError as exc:
+                await _aclose(chunks)
+                self._failed(name, exc)
+                self._on_change("request")
+                continue
+            except BaseException:
+                await _aclose(chunks)
+                raise
+            self.reporter.continued(used, name, len(text))
+            return Continuation(
+                provider=name, display_name=provider.display_name, first=first, rest=chunks,
+                on_finish=functools.partial(self._finish_part, name, request, started,
+                                            time.perf_counter() - started),
+            )
+        return None
+
     def _all_failed(self, order: list[str], errors: list[ProviderError]) -> AllProvidersFailed:
         return self.reporter.all_failed(
             order, errors, forced=self._forced(), chain=self.chain,
@@ -189,7 +238,7 @@ class ChainWalker:
     def _reply(
         self, name: str, request: ChatRequest, first: ChatChunk,
         chunks: AsyncIterator[ChatChunk], errors: list[ProviderError], fallback: bool,
-        started: float,
+        started: float, resume: Resume | None = None,
     ) -> ReplyStream:
         provider = self.pool[name].provider
         self.reporter.answering(name, fallback, self.chain)
@@ -205,6 +254,7 @@ class ChainWalker:
             started=started,
             first_at=time.perf_counter(),
             on_finish=functools.partial(self._finish, name, request),
+            resume=resume,
         )
 
     def _request_for(
@@ -235,25 +285,43 @@ class ChainWalker:
         self, name: str, request: ChatRequest, reply: ReplyStream,
         final: ChatChunk | None, error: ProviderError | None,
     ) -> None:
+        self._record(name, request, reply.started, reply.time_to_first_token,
+                     reply.fallback_used, final, error)
+
+    def _finish_part(
+        self, name: str, request: ChatRequest, started: float, ttft: float,
+        reply: ReplyStream, final: ChatChunk | None, error: ProviderError | None,
+    ) -> None:
+        """The end of a continuation's part: its own timings; it is always a fallback."""
+        self._record(name, request, started, ttft, True, final, error)
+
+    def _record(
+        self, name: str, request: ChatRequest, started: float, ttft: float | None,
+        fallback: bool, final: ChatChunk | None, error: ProviderError | None,
+    ) -> None:
         if error is not None:
             self._failed(name, error)
             self._on_change("request")
             return
         assert final is not None
         moved = self.pool.record_success(
-            name, time.perf_counter() - reply.started, reply.time_to_first_token,
-            final.prompt_tokens, final.completion_tokens, reply.fallback_used,
+            name, time.perf_counter() - started, ttft,
+            final.prompt_tokens, final.completion_tokens, fallback,
         )
         if moved:
             self._on_change("request")
         provider = self.pool[name].provider
         self.tokens.calibrate(f"{provider.name}:{provider.model}", request.messages,
                               final.prompt_tokens)
-        self.reporter.history.record_request(name, reply.fallback_used)
+        self.reporter.history.record_request(name, fallback)
 
 
 async def _first_chunk(name: str, chunks: AsyncIterator[ChatChunk]) -> ChatChunk:
-    """Read until the first text or the end; nothing reaches the caller before this."""
+    """Read until the first text or the end; nothing reaches the caller before this.
+
+    A continuation whose first chunk is the final one is fine: the cut came right at the
+    end of the answer.
+    """
     while True:
         try:
             chunk = await chunks.__anext__()

@@ -226,8 +226,11 @@ class UnifiedLLMInference:
         return (await self.chat_detailed(messages, **options)).text
 
     async def chat_detailed(self, messages: Sequence[Message], **options: Any) -> ChatResult:
-        """The reply with provider, model, fallback flag, token counts and latency."""
-        reply = await self.open_stream(messages, **options)
+        """The reply with provider, model, fallback flag, token counts and latency.
+
+        A whole reply always comes from one provider: no mid-stream continuation here.
+        """
+        reply = await self.open_stream(messages, continuable=False, **options)
         return await reply.collect()
 
     async def stream_chat(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[str]:
@@ -240,8 +243,15 @@ class UnifiedLLMInference:
         finally:
             await reply.aclose()
 
-    async def open_stream(self, messages: Sequence[Message], **options: Any) -> ReplyStream:
+    async def open_stream(
+        self, messages: Sequence[Message], *, continuable: bool = True, **options: Any
+    ) -> ReplyStream:
         """Walk the provider order until one starts answering; return its reply stream.
+
+        With ``llm.mid_stream: continue`` and ``continuable`` (the default: a streaming
+        caller), a reply that breaks after text is continued by the next provider in the
+        same stream; pass ``continuable=False`` when the caller needs one provider's whole
+        answer.
 
         Raises RequestError for the caller's own mistakes (no failover), AllProvidersFailed
         when every provider failed before producing text, Closed after :meth:`close`.
@@ -250,4 +260,5 @@ class UnifiedLLMInference:
             raise Closed("UnifiedLLMInference is closed")
         if not self._started:
             await self.start()
-        return await self.walker.open(validate_messages(messages), parse_options(options))
+        return await self.walker.open(validate_messages(messages), parse_options(options),
+                                      continuable=continuable)

@@ -80,6 +80,12 @@ class Reporter:
     def trying(self, name: str) -> None:
         self.logger.debug("Using %s provider", self._pool.display(name))
 
+    def continued(self, used: frozenset[str] | Sequence[str], name: str, chars: int) -> None:
+        """A broken stream goes on with ``name``: a count, never the text itself."""
+        self.history.continuations += 1
+        self.logger.info("Continuing a broken reply on %s provider after %d characters",
+                         self._pool.display(name), chars)
+
     def failed(self, name: str, exc: ProviderError) -> None:
         """A provider failed one request: the guide's ``<X> inference failed: <why>``."""
         display = self._pool.display(name)

@@ -49,6 +49,7 @@ from src.testing.fakes.engine import (
     serve,
 )
 from src.testing.fakes.openai_api import JSON_TYPE, OpenAIRoutes
+from src.testing.fakes.tokens import continue_from
 
 VERSION = "0.12.6"
 MIDSTREAM_MESSAGE = "an error was encountered while running the model: unexpected EOF"
@@ -263,7 +264,8 @@ async def _native_generate(request: web.Request, *, chat: bool) -> web.StreamRes
         )
     options = body.get("options")
     limit = positive_int(options.get("num_predict")) if isinstance(options, dict) else None
-    tokens, reason = cap_tokens(state.tokens, limit)
+    own = continue_from(state.tokens, body.get("messages")) if chat else state.tokens
+    tokens, reason = cap_tokens(own, limit)
     if chat:
         prompt = prompt_tokens_for_messages(body.get("messages"))
     else:

@@ -29,6 +29,7 @@ from src.testing.fakes.engine import (
     prompt_tokens_for_messages,
     prompt_tokens_for_text,
 )
+from src.testing.fakes.tokens import continue_from
 
 SSE_HEADERS = {"Cache-Control": "no-cache"}
 JSON_TYPE = "application/json; charset=utf-8"
@@ -183,7 +184,8 @@ class OpenAIRoutes:
         limit = positive_int(body.get("max_tokens")) or positive_int(
             body.get("max_completion_tokens")
         )
-        tokens, finish = cap_tokens(state.tokens, limit)
+        own = continue_from(state.tokens, body.get("messages")) if chat else state.tokens
+        tokens, finish = cap_tokens(own, limit)
         if chat:
             prompt = prompt_tokens_for_messages(body.get("messages"))
         else:
