@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from src.llm.errors import (
@@ -73,6 +73,23 @@ class _StateCollector(Collector):
         )
 
 
+class _HedgeCollector(Collector):
+    """Scrape-time counters kept by the LLM layer: hedged first tokens and hedge wins."""
+
+    def __init__(self, hedges: Callable[[], tuple[int, int]]) -> None:
+        self._hedges = hedges
+
+    def collect(self) -> Iterator[Metric]:
+        hedged, wins = self._hedges()
+        yield CounterMetricFamily(
+            "demi_hedged_requests", "Requests that also asked a second provider because the "
+            "first was slow to start", value=hedged,
+        )
+        yield CounterMetricFamily(
+            "demi_hedge_wins", "Hedged requests the second provider won", value=wins,
+        )
+
+
 class Metrics:
     """The conductor's counters and histograms, with cached label children."""
 
@@ -80,8 +97,11 @@ class Metrics:
         self,
         circuits: Callable[[], Iterable[tuple[str, str]]],
         in_flight: Callable[[], int],
+        hedges: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        if hedges is not None:
+            self.registry.register(_HedgeCollector(hedges))
         self._requests = Counter(
             "demi_http_requests", "HTTP requests by endpoint, serving provider and status",
             ["endpoint", "provider", "status"], registry=self.registry,

@@ -145,6 +145,15 @@ class RoutingConfig(BaseModel):
         return {k: list(v) for k, v in value.items()}
 
 
+class HedgeConfig(BaseModel):
+    model_config = _STRICT
+    enabled: bool
+    delay_factor: float = Field(gt=0)
+    min_delay: Seconds = Field(gt=0)
+    max_percent: float = Field(ge=0, le=100)
+    embedded: bool
+
+
 class LLMConfig(BaseModel):
     model_config = _STRICT
     provider: str
@@ -162,6 +171,7 @@ class LLMConfig(BaseModel):
     read_idle_timeout: Seconds = Field(gt=0)
     max_tokens: int = Field(ge=1)
     mid_stream: Literal["continue", "error"]
+    hedge: HedgeConfig
     order: tuple[str, ...]
     routing: RoutingConfig
     embedded: EmbeddedConfig

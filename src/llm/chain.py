@@ -12,16 +12,18 @@ provider may have moved).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from src.core.config import LLMConfig
+from src.core.config import HedgeConfig, LLMConfig
 
 from .errors import AllProvidersFailed, EmbeddedModelLoading, ProviderError, RequestError
 from .health import HealthMonitor
+from .hedge import Attempt, HedgePolicy, first_token
 from .pool import ProviderPool
 from .provider import Provider
 from .report import Reporter
@@ -40,13 +42,14 @@ class WalkPolicy:
     health_check_wait: float
     load_wait: float
     fallback_enabled: bool
-    mid_stream: str = "error"
+    mid_stream: str
+    hedge: HedgeConfig
 
     @classmethod
     def from_config(cls, llm: LLMConfig) -> WalkPolicy:
         return cls(max_tokens=llm.max_tokens, health_check_wait=llm.health_check_wait,
                    load_wait=llm.embedded.load_wait, fallback_enabled=llm.enable_fallback,
-                   mid_stream=llm.mid_stream)
+                   mid_stream=llm.mid_stream, hedge=llm.hedge)
 
 
 class ChainWalker:
@@ -68,6 +71,7 @@ class ChainWalker:
         self.reporter = reporter
         self.policy = policy
         self.tokens = TokenEstimator()
+        self.hedge = HedgePolicy(policy.hedge)
         self._forced = forced
         self._on_change = on_change
 
@@ -125,34 +129,64 @@ class ChainWalker:
         await self.probe_ahead()
         order, preferred = self.attempt_order(opts.workload)
         errors: list[ProviderError] = []
-        for name in order:
-            provider = self.pool[name].provider
+        tried: set[str] = set()
+        hedging = self.hedge.enabled and self._forced() is None
+        if hedging:
+            self.hedge.request_started()
+
+        def start(name: str) -> Attempt:
+            tried.add(name)
             self.reporter.trying(name)
-            request = self._request_for(provider, msgs, opts)
-            chunks = provider.stream(request).__aiter__()
-            try:
-                first = await _first_chunk(name, chunks)
-            except RequestError:
-                self.pool.record_caller_error(name)
-                await _aclose(chunks)
-                raise
-            except ProviderError as exc:
-                await _aclose(chunks)
-                self._failed(name, exc)
-                errors.append(exc)
-                # Say why traffic moves now, before a health probe can report it first.
-                self._on_change("request")
+            request = self._request_for(self.pool[name].provider, msgs, opts)
+            chunks = self.pool[name].provider.stream(request).__aiter__()
+            task = asyncio.ensure_future(_first_chunk(name, chunks))
+            return Attempt(name, request, chunks, time.perf_counter(), task)
+
+        def failed(att: Attempt, exc: BaseException) -> None:
+            if isinstance(exc, RequestError):
+                self.pool.record_caller_error(att.name)
+                return
+            assert isinstance(exc, ProviderError)
+            self._failed(att.name, exc)
+            errors.append(exc)
+            # Say why traffic moves now, before a health probe can report it first.
+            self._on_change("request")
+
+        hedged: list[str] = []  # one hedge per request
+
+        def hedge_for(slow: str) -> Callable[[], Attempt | None]:
+            def second() -> Attempt | None:
+                target = self._hedge_target(order, tried)
+                if hedged or target is None or not self.hedge.take():
+                    return None
+                hedged.append(target)
+                self.reporter.hedging(slow, target)
+                return start(target)
+            return second
+
+        for name in order:
+            if name in tried:
                 continue
-            except BaseException:
-                await _aclose(chunks)  # cancelled, or a DEMI bug: release the connection now
-                raise
+            att = start(name)
+            winner = await first_token(att, delay=self._hedge_delay(name) if hedging else None,
+                                       hedge=hedge_for(name), failed=failed)
+            if winner is None:
+                continue
+            ttft = time.perf_counter() - winner.started
+            self.hedge.observe_ttft(winner.name, ttft)
+            hedge_won = winner is not att
+            self.hedge.hedge_wins += hedge_won
             # A fallback happened if anything the strategy preferred was down or failed.
-            ahead = preferred[: preferred.index(name)]
-            fallback = bool(errors) or any(not self.pool[n].usable for n in ahead)
+            ahead = preferred[: preferred.index(winner.name)]
+            fallback = (bool(errors) or hedge_won
+                        or any(not self.pool[n].usable for n in ahead))
             resume = (functools.partial(self.resume, msgs, opts)
                       if continuable and self.policy.mid_stream == "continue"
                       and self._forced() is None else None)  # pinned: no other provider
-            return self._reply(name, request, first, chunks, errors, fallback, started, resume)
+            won = self._reply(winner.name, winner.request, winner.task.result(),
+                              winner.chunks, errors, fallback, started, resume)
+            won.hedged = hedge_won
+            return won
         reply = await self._after_loading(msgs, opts, errors, started)
         if reply is not None:
             return reply
@@ -227,6 +261,22 @@ class ChainWalker:
                 on_finish=functools.partial(self._finish_part, name, request, started,
                                             time.perf_counter() - started),
             )
+        return None
+
+    def _hedge_delay(self, name: str) -> float | None:
+        """When to hedge ``name``; None when its own first-token timeout would come first."""
+        delay = self.hedge.delay(name)
+        bound = getattr(self.pool[name].provider, "first_token_timeout", None)
+        return None if bound is not None and delay >= bound else delay
+
+    def _hedge_target(self, order: list[str], tried: set[str]) -> str | None:
+        """The next usable provider not asked yet; the embedded model only if allowed."""
+        for name in order:
+            if name in tried or not self.pool[name].usable:
+                continue
+            if self.pool[name].provider.kind == "embedded" and not self.hedge.to_embedded:
+                continue
+            return name
         return None
 
     def _all_failed(self, order: list[str], errors: list[ProviderError]) -> AllProvidersFailed:

@@ -199,10 +199,18 @@ class UnifiedLLMInference:
 
     def status_report(self) -> dict[str, Any]:
         """Providers, routing, recent history and counters (the LLM's part of ``/status``)."""
-        return self.reporter.status(
+        report = self.reporter.status(
             active=self.active_provider, forced=self._forced, primary=self.primary,
             strategy=self.strategy.name,
         )
+        hedge = self.walker.hedge
+        report["hedge"] = {"enabled": hedge.enabled, "requests": hedge.requests,
+                           "hedged": hedge.hedged, "hedge_wins": hedge.hedge_wins}
+        return report
+
+    def hedge_counts(self) -> tuple[int, int]:
+        """(requests that hedged, hedges the second provider won), for metrics."""
+        return self.walker.hedge.hedged, self.walker.hedge.hedge_wins
 
     def _provider_changed(self, name: str) -> None:
         """A provider's own state moved (its engine died or is ready): re-check it now."""

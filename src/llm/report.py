@@ -86,6 +86,11 @@ class Reporter:
         self.logger.info("Continuing a broken reply on %s provider after %d characters",
                          self._pool.display(name), chars)
 
+    def hedging(self, slow: str, target: str) -> None:
+        """No first token from ``slow`` yet: ``target`` is asked as well."""
+        self.logger.info("No first token from %s provider yet; asking %s provider as well",
+                         self._pool.display(slow), self._pool.display(target))
+
     def failed(self, name: str, exc: ProviderError) -> None:
         """A provider failed one request: the guide's ``<X> inference failed: <why>``."""
         display = self._pool.display(name)

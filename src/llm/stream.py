@@ -80,6 +80,8 @@ class ReplyStream:
         """Every provider that served part of this reply, in order (more than one only
         after a mid-stream continuation)."""
         self.display_names: list[str] = [display_name]
+        self.hedged = False
+        """Whether this reply came from a hedge (the provider before it was too slow)."""
 
     def __aiter__(self) -> AsyncIterator[ChatChunk]:
         return self._iterate()

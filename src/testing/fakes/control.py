@@ -34,6 +34,13 @@ ROUTE_SCOPES = ("chat", "health", "all")
 ERROR_SHAPES = ("object", "string")
 
 
+class Hanging:
+    """Requests held open right now by ``hang`` (the snapshot's ``hanging``): a test can see
+    that a client really closed a connection it gave up on (hedge losers, timeouts)."""
+
+    now = 0
+
+
 @dataclass(frozen=True)
 class Behaviour:
     """How matching requests are answered (see the module docstring and tests/fakes/README.md)."""
@@ -217,6 +224,7 @@ class FakeState:
             "reply_tokens": self.reply_tokens,
             "jit": self.jit,
             "recorded": len(self.requests),
+            "hanging": Hanging.now,
         }
 
 
