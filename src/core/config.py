@@ -154,6 +154,13 @@ class HedgeConfig(BaseModel):
     embedded: bool
 
 
+class WarmStandbyConfig(BaseModel):
+    model_config = _STRICT
+    enabled: bool
+    interval: Seconds = Field(gt=0)
+    keep_for: Seconds = Field(gt=0)
+
+
 class LLMConfig(BaseModel):
     model_config = _STRICT
     provider: str
@@ -172,6 +179,7 @@ class LLMConfig(BaseModel):
     max_tokens: int = Field(ge=1)
     mid_stream: Literal["continue", "error"]
     hedge: HedgeConfig
+    warm_standby: WarmStandbyConfig
     order: tuple[str, ...]
     routing: RoutingConfig
     embedded: EmbeddedConfig

@@ -37,6 +37,7 @@ from .providers.ollama import OllamaInference
 from .report import LMSTUDIO, OLLAMA, Reporter
 from .requests import parse_options, validate_messages
 from .routing import Strategy, make_strategy
+from .standby import WarmStandby
 from .status import StatusTracker
 from .stream import ReplyStream
 from .types import ChatResult, Message
@@ -99,6 +100,11 @@ class UnifiedLLMInference:
             on_change=self._update_active,
         )
         self.tokens = self.walker.tokens
+        warm = llm.warm_standby
+        self.standby = WarmStandby(
+            self.pool, lambda: self.walker.attempt_order(None)[1], self._clock,
+            interval=warm.interval, keep_for=warm.keep_for, logger=self.logger,
+        ) if warm.enabled else None
         self._forced: str | None = None
         self._active: str = self.primary
         self._started = False
@@ -151,12 +157,16 @@ class UnifiedLLMInference:
         self._active, preferred = self.walker.preview()
         self.reporter.started(self._active, preferred)
         self.monitor.start()
+        if self.standby is not None:
+            self.standby.start()
 
     async def close(self) -> None:
         """Stop background checks and close every provider's sessions (idempotent)."""
         if self._closed:
             return
         self._closed = True
+        if self.standby is not None:
+            await self.standby.stop()
         await self.monitor.stop()
         for provider in [*(st.provider for st in self.pool.states()), *self._unused]:
             await provider.close()
@@ -206,6 +216,8 @@ class UnifiedLLMInference:
         hedge = self.walker.hedge
         report["hedge"] = {"enabled": hedge.enabled, "requests": hedge.requests,
                            "hedged": hedge.hedged, "hedge_wins": hedge.hedge_wins}
+        report["warm_standby"] = None if self.standby is None else {
+            "standby": self.standby.standby(), "warmed": dict(self.standby.warmed)}
         return report
 
     def hedge_counts(self) -> tuple[int, int]:

@@ -47,3 +47,15 @@ async def test_fake_lmstudio_continues_a_prefill(fake_lmstudio: FakeServer) -> N
         text = "".join([ch.choices[0].delta.content or "" async for ch in stream
                         if ch.choices])
     assert text == " two three four five six"
+
+
+async def test_load_time_simulates_a_cold_load_once(fake_lmstudio: FakeServer) -> None:
+    """With load_time, a request for an unloaded model loads it; a negative value is refused."""
+    fake_lmstudio.control(loaded=[], jit=True, load_time=0.05)
+    async with openai.AsyncOpenAI(base_url=f"{fake_lmstudio.url}/v1", api_key="x",
+                                  max_retries=0) as c:
+        await c.chat.completions.create(model="qwen2.5-7b-instruct", messages=HI)  # type: ignore[arg-type]
+    snap = fake_lmstudio.config()
+    assert snap["loaded"] == ["qwen2.5-7b-instruct"] and snap["load_time"] == 0.05
+    with pytest.raises(Exception, match="load_time"):
+        fake_lmstudio.control(load_time=-1)

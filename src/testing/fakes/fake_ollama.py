@@ -251,7 +251,7 @@ async def _native_generate(request: web.Request, *, chat: bool) -> web.StreamRes
         return native_error(400, "model is required")
     if find_model(state, requested) is None:
         return native_error(404, f"model '{requested}' not found")
-    state.mark_loaded(find_model(state, requested) or requested)
+    await state.ensure_loaded(find_model(state, requested) or requested)
     stamp = created_at()
     head = {"model": requested, "created_at": stamp}
     if (chat and not body.get("messages")) or (not chat and not body.get("prompt")):

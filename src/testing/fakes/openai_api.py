@@ -180,7 +180,7 @@ class OpenAIRoutes:
         if failure is not None:
             return failure
         assert model is not None
-        state.mark_loaded(model)
+        await state.ensure_loaded(model)
         limit = positive_int(body.get("max_tokens")) or positive_int(
             body.get("max_completion_tokens")
         )
