@@ -154,6 +154,14 @@ class HedgeConfig(BaseModel):
     embedded: bool
 
 
+class RetryConfig(BaseModel):
+    model_config = _STRICT
+    attempts: int = Field(ge=0, le=10)
+    backoff: Seconds = Field(gt=0)
+    backoff_max: Seconds = Field(gt=0)
+    deadline: Seconds = Field(gt=0)
+
+
 class WarmStandbyConfig(BaseModel):
     model_config = _STRICT
     enabled: bool
@@ -180,6 +188,7 @@ class LLMConfig(BaseModel):
     mid_stream: Literal["continue", "error"]
     hedge: HedgeConfig
     warm_standby: WarmStandbyConfig
+    retry: RetryConfig
     order: tuple[str, ...]
     routing: RoutingConfig
     embedded: EmbeddedConfig

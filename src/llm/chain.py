@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from src.core.config import HedgeConfig, LLMConfig
+from src.core.config import HedgeConfig, LLMConfig, RetryConfig
 
 from .errors import AllProvidersFailed, EmbeddedModelLoading, ProviderError, RequestError
 from .health import HealthMonitor
@@ -28,6 +28,7 @@ from .pool import ProviderPool
 from .provider import Provider
 from .report import Reporter
 from .requests import ChatOptions
+from .retry import RetryPolicy
 from .routing import RouteContext, Strategy
 from .stream import Continuation, ReplyStream, Resume
 from .tokens import TokenEstimator
@@ -44,12 +45,13 @@ class WalkPolicy:
     fallback_enabled: bool
     mid_stream: str
     hedge: HedgeConfig
+    retry: RetryConfig
 
     @classmethod
     def from_config(cls, llm: LLMConfig) -> WalkPolicy:
         return cls(max_tokens=llm.max_tokens, health_check_wait=llm.health_check_wait,
                    load_wait=llm.embedded.load_wait, fallback_enabled=llm.enable_fallback,
-                   mid_stream=llm.mid_stream, hedge=llm.hedge)
+                   mid_stream=llm.mid_stream, hedge=llm.hedge, retry=llm.retry)
 
 
 class ChainWalker:
@@ -63,6 +65,7 @@ class ChainWalker:
         *,
         forced: Callable[[], str | None],
         on_change: Callable[[str], None],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.pool = pool
         self.chain = list(pool)
@@ -72,6 +75,8 @@ class ChainWalker:
         self.policy = policy
         self.tokens = TokenEstimator()
         self.hedge = HedgePolicy(policy.hedge)
+        self.retry = RetryPolicy(policy.retry)
+        self._sleep = sleep
         self._forced = forced
         self._on_change = on_change
 
@@ -126,7 +131,27 @@ class ChainWalker:
         is a DEMI bug: it propagates untouched and counts against no provider.
         """
         started = time.perf_counter()
-        await self.probe_ahead()
+        round_no = 0
+        while True:
+            await self.probe_ahead()
+            order, errors, reply = await self._walk(msgs, opts, continuable, started)
+            if reply is not None:
+                return reply
+            wait = self.retry.wait(round_no, errors, time.perf_counter() - started)
+            if wait is None:
+                break
+            self.reporter.retrying(round_no + 1, wait)
+            await self._sleep(wait)
+            round_no += 1
+        reply = await self._after_loading(msgs, opts, errors, started)
+        if reply is not None:
+            return reply
+        raise self._all_failed(order, errors)
+
+    async def _walk(
+        self, msgs: list[dict[str, Any]], opts: ChatOptions, continuable: bool, started: float,
+    ) -> tuple[list[str], list[ProviderError], ReplyStream | None]:
+        """One round over the order: (the order, its failures, the reply if one started)."""
         order, preferred = self.attempt_order(opts.workload)
         errors: list[ProviderError] = []
         tried: set[str] = set()
@@ -156,7 +181,7 @@ class ChainWalker:
 
         def hedge_for(slow: str) -> Callable[[], Attempt | None]:
             def second() -> Attempt | None:
-                target = self._hedge_target(order, tried)
+                target = self.hedge.target(self.pool, order, tried)
                 if hedged or target is None or not self.hedge.take():
                     return None
                 hedged.append(target)
@@ -168,8 +193,8 @@ class ChainWalker:
             if name in tried:
                 continue
             att = start(name)
-            winner = await first_token(att, delay=self._hedge_delay(name) if hedging else None,
-                                       hedge=hedge_for(name), failed=failed)
+            delay = self.hedge.delay_for(self.pool[name].provider) if hedging else None
+            winner = await first_token(att, delay=delay, hedge=hedge_for(name), failed=failed)
             if winner is None:
                 continue
             ttft = time.perf_counter() - winner.started
@@ -186,11 +211,8 @@ class ChainWalker:
             won = self._reply(winner.name, winner.request, winner.task.result(),
                               winner.chunks, errors, fallback, started, resume)
             won.hedged = hedge_won
-            return won
-        reply = await self._after_loading(msgs, opts, errors, started)
-        if reply is not None:
-            return reply
-        raise self._all_failed(order, errors)
+            return order, errors, won
+        return order, errors, None
 
     async def _after_loading(
         self, msgs: list[dict[str, Any]], opts: ChatOptions, errors: list[ProviderError],
@@ -261,22 +283,6 @@ class ChainWalker:
                 on_finish=functools.partial(self._finish_part, name, request, started,
                                             time.perf_counter() - started),
             )
-        return None
-
-    def _hedge_delay(self, name: str) -> float | None:
-        """When to hedge ``name``; None when its own first-token timeout would come first."""
-        delay = self.hedge.delay(name)
-        bound = getattr(self.pool[name].provider, "first_token_timeout", None)
-        return None if bound is not None and delay >= bound else delay
-
-    def _hedge_target(self, order: list[str], tried: set[str]) -> str | None:
-        """The next usable provider not asked yet; the embedded model only if allowed."""
-        for name in order:
-            if name in tried or not self.pool[name].usable:
-                continue
-            if self.pool[name].provider.kind == "embedded" and not self.hedge.to_embedded:
-                continue
-            return name
         return None
 
     def _all_failed(self, order: list[str], errors: list[ProviderError]) -> AllProvidersFailed:

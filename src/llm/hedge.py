@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from src.core.config import HedgeConfig
 
 from .errors import ProviderError, RequestError
+from .pool import ProviderPool
+from .provider import Provider
 from .types import ChatChunk, ChatRequest
 
 WINDOW = 100
@@ -65,6 +67,23 @@ class HedgePolicy:
         """Seconds to wait for ``name``'s first token before hedging."""
         p95 = self.p95(name)
         return max(self._min_delay, self._factor * p95) if p95 is not None else self._min_delay
+
+    def delay_for(self, provider: Provider) -> float | None:
+        """When to hedge ``provider``; None when its own first-token timeout comes first."""
+        delay = self.delay(provider.name)
+        bound = getattr(provider, "first_token_timeout", None)
+        return None if bound is not None and delay >= bound else delay
+
+    def target(self, pool: ProviderPool, order: list[str], tried: set[str]) -> str | None:
+        """The next usable provider not asked yet; the embedded model only if allowed."""
+        for name in order:
+            st = pool[name]
+            if name in tried or not st.usable:
+                continue
+            if st.provider.kind == "embedded" and not self.to_embedded:
+                continue
+            return name
+        return None
 
     def request_started(self) -> None:
         self.requests += 1

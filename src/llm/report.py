@@ -86,6 +86,11 @@ class Reporter:
         self.logger.info("Continuing a broken reply on %s provider after %d characters",
                          self._pool.display(name), chars)
 
+    def retrying(self, round_no: int, wait: float) -> None:
+        """Every provider failed with something that passes by itself: another round."""
+        self.logger.info("Every provider failed for now; trying them again in %.2fs "
+                         "(round %d)", wait, round_no + 1)
+
     def hedging(self, slow: str, target: str) -> None:
         """No first token from ``slow`` yet: ``target`` is asked as well."""
         self.logger.info("No first token from %s provider yet; asking %s provider as well",
