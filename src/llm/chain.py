@@ -137,7 +137,9 @@ class ChainWalker:
             order, errors, reply = await self._walk(msgs, opts, continuable, started)
             if reply is not None:
                 return reply
-            wait = self.retry.wait(round_no, errors, time.perf_counter() - started)
+            # Pinned (force_provider): the caller asked for that provider and no fallback.
+            wait = None if self._forced() is not None else self.retry.wait(
+                round_no, errors, time.perf_counter() - started)
             if wait is None:
                 break
             self.reporter.retrying(round_no + 1, wait)
