@@ -1,4 +1,5 @@
-"""Mid-stream continuation: a stream cut after text is finished by the next provider.
+"""Mid-stream continuation (a stream cut after text is finished by the next provider) and
+hedging, through the HTTP faces.
 
 Both fakes have the same reply and continue it deterministically from a prefill, so the
 seam is checkable: the caller's text must be exactly the reply, nothing lost or doubled.
@@ -117,3 +118,19 @@ async def test_whole_replies_come_from_one_provider(
     assert asked["json"]["messages"][-1]["role"] == "user"  # no prefill: a fresh answer
     status = await (await c.client.get("/status")).json()
     assert status["counters"]["stream_continuations"] == 0
+
+
+async def test_hedge_is_counted_in_status_and_metrics(
+    make_conductor: MakeConductor, fake_ollama: FakeServer, fake_lmstudio: FakeServer,
+) -> None:
+    """A hung Ollama hedged to LM Studio shows in /status (hedge) and /metrics."""
+    c = await make_conductor(llm={"ollama": {"timeout": 30.0}, "hedge": {"min_delay": 0.2}})
+    fake_ollama.control(mode="hang")
+    resp = await c.chat(stream=True)
+    assert resp.headers["X-DEMI-Provider"] == "lmstudio"
+    assert sse_json(await resp.text())
+    status = await (await c.client.get("/status")).json()
+    assert status["hedge"]["hedged"] == 1 and status["hedge"]["hedge_wins"] == 1
+    metrics = (await (await c.client.get("/metrics")).text()).splitlines()
+    assert "demi_hedged_requests_total 1.0" in metrics
+    assert "demi_hedge_wins_total 1.0" in metrics

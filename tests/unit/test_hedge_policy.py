@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from src.core.config import HedgeConfig
 from src.llm.hedge import HedgePolicy
 
@@ -41,3 +43,27 @@ def test_zero_percent_never_hedges() -> None:
     p = _policy(max_percent=0)
     p.request_started()
     assert not p.take()
+
+
+def _pool(*entries: tuple[str, str, bool]) -> dict[str, SimpleNamespace]:
+    """A stand-in for ProviderPool: name -> state with ``usable`` and ``provider.kind``."""
+    return {name: SimpleNamespace(usable=usable, provider=SimpleNamespace(kind=kind))
+            for name, kind, usable in entries}
+
+
+def test_target_is_the_next_usable_provider_never_embedded_unless_allowed() -> None:
+    """Skips tried and unusable providers; the embedded model only with hedge.embedded."""
+    pool = _pool(("ollama", "ollama", True), ("down", "openai", False),
+                 ("embedded", "embedded", True), ("lmstudio", "lmstudio", True))
+    order = ["ollama", "down", "embedded", "lmstudio"]
+    assert _policy().target(pool, order, {"ollama"}) == "lmstudio"  # type: ignore[arg-type]
+    assert _policy(embedded=True).target(pool, order, {"ollama"}) == "embedded"  # type: ignore[arg-type]
+    assert _policy().target(pool, order, {"ollama", "lmstudio"}) is None  # type: ignore[arg-type]
+
+
+def test_no_hedge_when_the_first_token_timeout_comes_first() -> None:
+    """A hedge delay at or past the provider's own first-token timeout means no hedge."""
+    quick = SimpleNamespace(name="ollama", first_token_timeout=0.4)
+    slow = SimpleNamespace(name="ollama", first_token_timeout=30.0)
+    assert _policy().delay_for(quick) is None  # type: ignore[arg-type]
+    assert _policy().delay_for(slow) == 0.5  # type: ignore[arg-type]
