@@ -149,3 +149,18 @@ async def test_no_message_content_in_logs_under_errors_and_failover(
                    for f in ("stdout.log", "stderr.log"))
     assert "Ollama inference failed" in logs  # the run did fail over, and logged it
     assert SECRET not in logs
+
+
+async def test_a_long_stream_outlives_the_head_timeout(
+    make_demi: MakeConductor, ollama_fake: FakeServer, tmp_path: Path
+) -> None:
+    """header_timeout bounds reading a request head, not a reply that takes longer to stream."""
+    demi = _limited(make_demi, tmp_path)
+    ollama_fake.control(chunk_delay=0.5)  # three chunks: well past the 0.5 s head timeout
+    async with openai.AsyncOpenAI(base_url=f"{demi.url}/v1", api_key="x", max_retries=0,
+                                  timeout=30) as oai:
+        text = ""
+        async for chunk in await oai.chat.completions.create(
+                model="demi", messages=HI, stream=True):  # type: ignore[arg-type]
+            text += "".join(c.delta.content or "" for c in chunk.choices)
+    assert text == OLLAMA_REPLY
