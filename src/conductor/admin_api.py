@@ -14,9 +14,9 @@
   "provider": "box"}`` (both optional) resumes a rolled-back canary (at its old share
   when no percent is given) or changes it. 409 unless ``llm.routing.strategy`` is canary.
 
-The admin endpoint has no authentication: its protection is that the conductor listens on
-loopback (``conductor.host: 127.0.0.1``) by default. Binding another address exposes it to
-anyone who can reach that address, and ``serve`` logs a warning when that is the case.
+With ``conductor.api_key`` set, everything here but ``/health``, ``/health/ready`` and the
+static ``/ui`` page needs the key (``guard.py``); ``serve`` refuses a non-loopback address
+without one, so ``/admin/provider`` is never open to the network.
 """
 
 from __future__ import annotations

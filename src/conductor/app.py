@@ -1,8 +1,9 @@
 """Building the conductor's aiohttp application around a ``UnifiedLLMInference``.
 
-Where a request enters: :func:`create_app` wires one middleware (errors, metrics, the
-DEBUG access line) and three route groups: ``openai_api`` (``/v1``), ``ollama_api``
-(``/api`` and ``/``) and ``admin_api`` (health, status, metrics, admin).
+Where a request enters: :func:`create_app` wires one middleware (the API key and CORS
+preflight from ``guard.py``, errors, metrics, the DEBUG access line) and three route
+groups: ``openai_api`` (``/v1``), ``ollama_api`` (``/api`` and ``/``) and ``admin_api``
+(health, status, metrics, admin).
 
 The app does not own the LLM unless asked (``manage_llm=True``, what :func:`serve` uses):
 tests build an app around an LLM they started themselves, and several apps can share one.
@@ -24,6 +25,7 @@ from .admin_api import AdminRoutes
 from .completions_api import CompletionRoutes
 from .embeddings_api import EmbeddingRoutes
 from .errors import MAX_BODY_KEY, ApiError, Handler, error_response, from_exception
+from .guard import Guard
 from .ollama_api import OllamaRoutes
 from .openai_api import OpenAIRoutes
 from .state import PROVIDER_HEADER, ConductorState
@@ -32,8 +34,8 @@ STATE_KEY: web.AppKey[ConductorState] = web.AppKey("demi_conductor", ConductorSt
 LOGGER_NAME = "demi.conductor"
 
 
-def _middleware(state: ConductorState) -> Middleware:
-    """Count, time and shape every request; turn every exception into a 4xx/503 answer."""
+def _middleware(state: ConductorState, guard: Guard) -> Middleware:
+    """Check the key, count, time and shape every request; every exception becomes an answer."""
     metrics = state.metrics
     logger = state.logger
 
@@ -43,9 +45,16 @@ def _middleware(state: ConductorState) -> Middleware:
         t0 = time.perf_counter() if debug else 0.0
         state.in_flight += 1
         try:
-            resp = await handler(request)
+            preflight = guard.preflight(request)
+            if preflight is not None:
+                resp: web.StreamResponse = preflight
+            else:
+                guard.check_key(request)
+                resp = await handler(request)
         except ApiError as exc:
             resp = error_response(exc, request.path)
+            if exc.status == 401:
+                resp.headers["WWW-Authenticate"] = 'Bearer realm="demi"'
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise  # redirects and the like are answers, not errors
@@ -82,7 +91,11 @@ def create_app(
     log = logger or logging.getLogger(LOGGER_NAME)
     state = ConductorState(llm, config, log)
     max_body = config.conductor.max_body_bytes
-    app = web.Application(middlewares=[_middleware(state)], client_max_size=max_body)
+    conductor = config.conductor
+    guard = Guard(conductor.api_key, conductor.cors_origins)
+    app = web.Application(middlewares=[_middleware(state, guard)], client_max_size=max_body)
+    if conductor.cors_origins:
+        app.on_response_prepare.append(guard.on_prepare)
     app[STATE_KEY] = state
     app[MAX_BODY_KEY] = max_body
     OpenAIRoutes(state).add_routes(app)

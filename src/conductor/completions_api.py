@@ -36,6 +36,7 @@ class CompletionSSE:
         self._base = {"id": ident, "object": "text_completion", "created": int(time.time()),
                       "model": model}
         self._include_usage = include_usage
+        self.served_by: tuple[str, ...] = ()
 
     def _event(self, obj: dict[str, Any]) -> str:
         return "data: " + _dumps({**self._base, **obj}) + "\n\n"
@@ -49,7 +50,13 @@ class CompletionSSE:
 
     def final(self, chunk: ChatChunk) -> bytes:
         out = self._choice(chunk.text, None) if chunk.text else ""
-        out += self._choice("", finish_reason(chunk.finish_reason))
+        finish: dict[str, Any] = {"choices": [{
+            "text": "", "index": 0, "logprobs": None,
+            "finish_reason": finish_reason(chunk.finish_reason),
+        }]}
+        if self.served_by:  # a mid-stream continuation: name every provider that served
+            finish["demi"] = {"providers": list(self.served_by)}
+        out += self._event(finish)
         if self._include_usage:
             p, c = chunk.prompt_tokens or 0, chunk.completion_tokens or 0
             out += self._event({"choices": [], "usage": {

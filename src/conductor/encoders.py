@@ -55,6 +55,9 @@ class StreamEncoder(Protocol):
     """Bytes for one streamed reply; one instance per reply."""
 
     content_type: str
+    served_by: tuple[str, ...]
+    """Set before :meth:`final` when several providers served (a mid-stream continuation):
+    the final chunk names them in a ``demi.providers`` field."""
 
     def text(self, text: str) -> bytes:
         """A piece of the answer."""
@@ -76,6 +79,7 @@ class OpenAISSE:
     and no ``[DONE]``: the ``openai`` client raises on it."""
 
     content_type = SSE_TYPE
+    served_by: tuple[str, ...] = ()
 
     def __init__(self, chunk_id: str, model: str, include_usage: bool) -> None:
         self._head = head = (
@@ -106,8 +110,10 @@ class OpenAISSE:
                 self._pending or not chunk.text) else {"tool_calls": calls}
             out += (head + '{"index":0,"delta":' + _dumps(delta)
                     + ',"finish_reason":null}]}\n\n')
+        demi = (',"demi":' + _dumps({"providers": list(self.served_by)})
+                if self.served_by else "")
         out += (head + '{"index":0,"delta":{},"finish_reason":"'
-                + finish_reason(chunk.finish_reason) + '"}]}\n\n')
+                + finish_reason(chunk.finish_reason) + '"}]' + demi + '}\n\n')
         if self._include_usage:
             p, c = chunk.prompt_tokens or 0, chunk.completion_tokens or 0
             out += (head + '],"usage":{"prompt_tokens":' + str(p) + ',"completion_tokens":'
@@ -202,6 +208,7 @@ class OllamaNDJSON:
     broken reply keeps its 200 and ends with an ``{"error": ...}`` line."""
 
     content_type = NDJSON_TYPE
+    served_by: tuple[str, ...] = ()
 
     def __init__(self, reply: ReplyStream, started: int, chat: bool) -> None:
         self._reply = reply
@@ -225,6 +232,8 @@ class OllamaNDJSON:
                    + _dumps([ollama_call(c) for c in chunk.tool_calls]) + self._text_tail)
         obj = _ollama_final(self._reply.model, chunk.text, chunk, self._reply, self._started,
                             self._chat, streamed=True)
+        if self.served_by:
+            obj["demi"] = {"providers": list(self.served_by)}
         return (out + _dumps(obj) + "\n").encode()
 
     def error(self, err: ApiError) -> bytes:

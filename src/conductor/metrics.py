@@ -125,6 +125,23 @@ class _RoutingCollector(Collector):
             yield rolled
 
 
+class _HedgeCollector(Collector):
+    """Scrape-time counters kept by the LLM layer: hedged first tokens and hedge wins."""
+
+    def __init__(self, hedges: Callable[[], tuple[int, int]]) -> None:
+        self._hedges = hedges
+
+    def collect(self) -> Iterator[Metric]:
+        hedged, wins = self._hedges()
+        yield CounterMetricFamily(
+            "demi_hedged_requests", "Requests that also asked a second provider because the "
+            "first was slow to start", value=hedged,
+        )
+        yield CounterMetricFamily(
+            "demi_hedge_wins", "Hedged requests the second provider won", value=wins,
+        )
+
+
 class Metrics:
     """The conductor's counters and histograms, with cached label children."""
 
@@ -133,8 +150,11 @@ class Metrics:
         circuits: Callable[[], Iterable[tuple[str, str]]],
         in_flight: Callable[[], int],
         routing: Callable[[], dict[str, Any]] | None = None,
+        hedges: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        if hedges is not None:
+            self.registry.register(_HedgeCollector(hedges))
         self._requests = Counter(
             "demi_http_requests", "HTTP requests by endpoint, serving provider and status",
             ["endpoint", "provider", "status"], registry=self.registry,
@@ -153,6 +173,11 @@ class Metrics:
         )
         self._interrupted = Counter(
             "demi_stream_interruptions", "Replies that broke after text was sent",
+            ["provider"], registry=self.registry,
+        )
+        self._continued = Counter(
+            "demi_stream_continuations",
+            "Broken streams continued by another provider (labelled by the one continuing)",
             ["provider"], registry=self.registry,
         )
         self._ttft = Histogram(
@@ -198,8 +223,12 @@ class Metrics:
         if ttft is not None:
             self._child(self._ttft, (provider,)).observe(ttft)
 
-    def reply_finished(self, provider: str, seconds: float) -> None:
+    def reply_finished(
+        self, provider: str, seconds: float, continued_by: Iterable[str] = (),
+    ) -> None:
         self._child(self._latency, (provider,)).observe(seconds)
+        for name in continued_by:
+            self._child(self._continued, (name,)).inc()
 
     # -- failures ----------------------------------------------------------------------
     def all_failed(self, errors: Iterable[ProviderError]) -> None:

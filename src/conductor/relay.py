@@ -9,8 +9,11 @@ format (``encoders.py``), so the rules live once:
 * failover, time to first token and latency are counted in the metrics;
 * the upstream stream is always closed, whether the reply finished, broke, or the client
   went away (cancellation included);
-* a stream that breaks after it started ends with the protocol's error event (never a cut
-  answer passing as complete); a DEMI bug there is logged with its traceback.
+* a stream that breaks after it started is continued by the next provider in the same
+  response (``llm.mid_stream: continue``; the LLM layer does it, the final chunk then
+  names every provider that served, under ``demi.providers``); when none is left it ends
+  with the protocol's error event (never a cut answer passing as complete); a DEMI bug
+  there is logged with its traceback.
 
 The model name is never passed down: each provider uses its own configured model.
 """
@@ -67,6 +70,8 @@ async def stream_reply(
         await resp.prepare(request)
         async for chunk in chunks:
             if chunk.done:
+                if len(reply.providers) > 1:  # continued mid-stream: say who served it
+                    encoder.served_by = tuple(reply.providers)
                 await resp.write_eof(encoder.final(chunk))
                 finished(state, reply)
                 return resp
@@ -105,11 +110,12 @@ async def _end_with_error(resp: web.StreamResponse, event: bytes) -> None:
 
 
 async def open_reply(
-    state: ConductorState, messages: Sequence[Any], options: Mapping[str, Any]
+    state: ConductorState, messages: Sequence[Any], options: Mapping[str, Any],
+    *, continuable: bool = True,
 ) -> ReplyStream:
     """Start a reply over the failover chain; ApiError if it cannot start."""
     try:
-        reply = await state.llm.open_stream(messages, **options)
+        reply = await state.llm.open_stream(messages, continuable=continuable, **options)
     except RequestError as exc:
         status = exc.status if 400 <= exc.status < 500 else 400
         raise ApiError(status, str(exc), code="invalid_request") from None
@@ -139,7 +145,8 @@ async def close_chunks(chunks: AsyncIterator[ChatChunk], reply: ReplyStream) -> 
 
 
 def finished(state: ConductorState, reply: ReplyStream) -> None:
-    state.metrics.reply_finished(reply.provider, time.perf_counter() - reply.started)
+    state.metrics.reply_finished(reply.provider, time.perf_counter() - reply.started,
+                                 reply.providers[1:])
 
 
 def interrupted(
@@ -161,12 +168,12 @@ async def collect(
     so the next attempt goes to the next provider.
     """
     try:
-        reply = await open_reply(state, messages, options)
+        reply = await open_reply(state, messages, options, continuable=False)
         return await _collect_once(state, reply, "nothing was sent yet, asking again")
     except StreamInterrupted:
         pass
     try:
-        reply = await open_reply(state, messages, options)
+        reply = await open_reply(state, messages, options, continuable=False)
         return await _collect_once(state, reply, "the client gets a 503")
     except StreamInterrupted as exc:
         raise ApiError(503, str(exc), code="stream_interrupted", type="server_error") from None

@@ -23,11 +23,9 @@ from src.core.config import DemiConfig
 from src.llm.inference import UnifiedLLMInference
 
 from .app import LOGGER_NAME, STATE_KEY, create_app
+from .guard import check_exposure
 
 __all__ = ["LOGGER_NAME", "STATE_KEY", "create_app", "example_curl", "serve"]
-
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-
 
 def example_curl(url: str, model: str = "demi") -> str:
     """One request a user can paste to check the server answers."""
@@ -57,14 +55,22 @@ async def serve(
     ``ready(url)`` is called once the server listens (by default the URL and an example
     ``curl`` request are printed). Returns 0 after a clean shutdown, 1 when the address
     cannot be bound, 128+signal when a second signal cut the shutdown short. Raises
-    ConfigError when the configuration yields no usable provider chain.
+    ConfigError when the configuration yields no usable provider chain, or asks for a
+    non-loopback address without ``conductor.api_key`` (before anything starts).
     """
     conductor = config.conductor
+    check_exposure(conductor.host, conductor.api_key)
     llm = UnifiedLLMInference(config, logger.getChild("llm"))
     app = create_app(llm, config, manage_llm=True, logger=logger.getChild("conductor"))
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, handler_cancellation=True,
         shutdown_timeout=conductor.shutdown_grace,
+        # A client gets header_timeout seconds to send a whole request head (aiohttp arms
+        # this timer at connect and after each answer, and closes a connection still
+        # waiting for its head when it fires): a slow client cannot hold a connection.
+        keepalive_timeout=conductor.header_timeout,
+        max_line_size=conductor.max_header_bytes,
+        max_field_size=conductor.max_header_bytes,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -99,11 +105,6 @@ async def serve(
         port = runner.addresses[0][1] if runner.addresses else conductor.port
         url = _public_url(conductor.host, port)
         logger.info("Serving the OpenAI and Ollama APIs on %s", url)
-        if conductor.host not in _LOOPBACK:
-            logger.warning(
-                "Listening on %s, not loopback: /admin/provider has no authentication and "
-                "is reachable by anyone who can reach this address", conductor.host,
-            )
         if ready is not None:
             ready(url)
         else:

@@ -47,7 +47,8 @@ class ConductorState:
             config.conductor.model_aliases, configured_models(llm.providers.values()),
             self.started_wall,
         )
-        self.metrics = Metrics(self._circuits, lambda: self.in_flight, llm.status_report)
+        self.metrics = Metrics(self._circuits, lambda: self.in_flight,
+                               routing=llm.status_report, hedges=llm.hedge_counts)
         # Request ids: a random per-process prefix and a counter (cheaper than uuid4).
         self._id_prefix = os.urandom(6).hex()
         self._ids = itertools.count(1)

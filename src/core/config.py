@@ -49,6 +49,7 @@ ENV_VARS: dict[str, str] = {
     "DEMI_EMBEDDED_MODEL_PATH": "llm.embedded.model_path",
     "DEMI_HOST": "conductor.host",
     "DEMI_PORT": "conductor.port",
+    "DEMI_API_KEY": "conductor.api_key",
     "DEMI_LOG_LEVEL": "logging.level",
 }
 """Environment variable → config key. An empty value counts as unset."""
@@ -196,6 +197,30 @@ class RoutingConfig(BaseModel):
         return dict(value)
 
 
+class HedgeConfig(BaseModel):
+    model_config = _STRICT
+    enabled: bool
+    delay_factor: float = Field(gt=0)
+    min_delay: Seconds = Field(gt=0)
+    max_percent: float = Field(ge=0, le=100)
+    embedded: bool
+
+
+class RetryConfig(BaseModel):
+    model_config = _STRICT
+    attempts: int = Field(ge=0, le=10)
+    backoff: Seconds = Field(gt=0)
+    backoff_max: Seconds = Field(gt=0)
+    deadline: Seconds = Field(gt=0)
+
+
+class WarmStandbyConfig(BaseModel):
+    model_config = _STRICT
+    enabled: bool
+    interval: Seconds = Field(gt=0)
+    keep_for: Seconds = Field(gt=0)
+
+
 class LLMConfig(BaseModel):
     model_config = _STRICT
     provider: str
@@ -212,6 +237,10 @@ class LLMConfig(BaseModel):
     connect_timeout: Seconds = Field(gt=0)
     read_idle_timeout: Seconds = Field(gt=0)
     max_tokens: int = Field(ge=1)
+    mid_stream: Literal["continue", "error"]
+    hedge: HedgeConfig
+    warm_standby: WarmStandbyConfig
+    retry: RetryConfig
     order: tuple[str, ...]
     routing: RoutingConfig
     embedded: EmbeddedConfig
@@ -232,6 +261,10 @@ class ConductorConfig(BaseModel):
     model_aliases: tuple[str, ...]
     max_body_bytes: int = Field(ge=1024)
     shutdown_grace: Seconds = Field(ge=0)
+    api_key: str | None = Field(min_length=1, repr=False)
+    cors_origins: tuple[str, ...]
+    max_header_bytes: int = Field(ge=1024, le=1048576)
+    header_timeout: Seconds = Field(gt=0)
 
 
 class LoggingConfig(BaseModel):

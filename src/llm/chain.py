@@ -12,13 +12,14 @@ provider may have moved).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from src.core.config import LLMConfig
+from src.core.config import HedgeConfig, LLMConfig, RetryConfig
 
 from .errors import (
     AllProvidersFailed,
@@ -28,12 +29,14 @@ from .errors import (
     RequestError,
 )
 from .health import HealthMonitor
+from .hedge import Attempt, HedgePolicy, first_token
 from .pool import ProviderPool
 from .provider import Provider
 from .report import Reporter
 from .requests import ChatOptions
+from .retry import RetryPolicy
 from .routing import Outcome, RouteContext, Strategy
-from .stream import ReplyStream
+from .stream import Continuation, ReplyStream, Resume
 from .tokens import TokenEstimator
 from .types import ChatChunk, ChatRequest
 
@@ -46,11 +49,15 @@ class WalkPolicy:
     health_check_wait: float
     load_wait: float
     fallback_enabled: bool
+    mid_stream: str
+    hedge: HedgeConfig
+    retry: RetryConfig
 
     @classmethod
     def from_config(cls, llm: LLMConfig) -> WalkPolicy:
         return cls(max_tokens=llm.max_tokens, health_check_wait=llm.health_check_wait,
-                   load_wait=llm.embedded.load_wait, fallback_enabled=llm.enable_fallback)
+                   load_wait=llm.embedded.load_wait, fallback_enabled=llm.enable_fallback,
+                   mid_stream=llm.mid_stream, hedge=llm.hedge, retry=llm.retry)
 
 
 class ChainWalker:
@@ -65,6 +72,7 @@ class ChainWalker:
         forced: Callable[[], str | None],
         on_change: Callable[[str], None],
         last_resort: frozenset[str] = frozenset(),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.pool = pool
         self.last_resort = last_resort
@@ -74,6 +82,9 @@ class ChainWalker:
         self.reporter = reporter
         self.policy = policy
         self.tokens = TokenEstimator()
+        self.hedge = HedgePolicy(policy.hedge)
+        self.retry = RetryPolicy(policy.retry)
+        self._sleep = sleep
         self._forced = forced
         self._on_change = on_change
 
@@ -122,49 +133,33 @@ class ChainWalker:
             await self.monitor.maybe_probe(name, self.policy.health_check_wait)
 
     # -- the walk --------------------------------------------------------------------------
-    async def open(self, msgs: list[dict[str, Any]], opts: ChatOptions) -> ReplyStream:
+    async def open(
+        self, msgs: list[dict[str, Any]], opts: ChatOptions, *, continuable: bool = False,
+    ) -> ReplyStream:
         """Walk the order until one provider starts answering; return its reply stream.
 
-        Raises RequestError for the caller's own mistakes (no failover), AllProvidersFailed
-        when every provider failed before producing text. Anything else a provider raises
+        ``continuable`` (a streaming caller) lets a reply that breaks after text be
+        continued by the next provider when ``llm.mid_stream`` is ``continue``. Raises
+        RequestError for the caller's own mistakes (no failover), AllProvidersFailed when
+        every provider failed before producing text. Anything else a provider raises
         is a DEMI bug: it propagates untouched and counts against no provider.
         """
         started = time.perf_counter()
-        await self.probe_ahead()
-        order, preferred = self.attempt_order(opts.workload, msgs)
-        errors: list[ProviderError] = []
+        round_no = 0
         unsaid: list[CannotExpress] = []
-        for name in order:
-            provider = self.pool[name].provider
-            self.reporter.trying(name)
-            request = self._request_for(provider, msgs, opts)
-            chunks = provider.stream(request).__aiter__()
-            try:
-                first = await _first_chunk(name, chunks)
-            except CannotExpress as exc:
-                # Nobody's fault: this kind of server cannot say it; the next one may.
-                await _aclose(chunks)
-                self.reporter.logger.debug("%s skipped: %s", name, exc)
-                unsaid.append(exc)
-                continue
-            except RequestError:
-                self.pool.record_caller_error(name)
-                await _aclose(chunks)
-                raise
-            except ProviderError as exc:
-                await _aclose(chunks)
-                self._failed(name, exc)
-                errors.append(exc)
-                # Say why traffic moves now, before a health probe can report it first.
-                self._on_change("request")
-                continue
-            except BaseException:
-                await _aclose(chunks)  # cancelled, or a DEMI bug: release the connection now
-                raise
-            # A fallback happened if anything the strategy preferred was down or failed.
-            ahead = preferred[: preferred.index(name)]
-            fallback = bool(errors) or any(not self.pool[n].usable for n in ahead)
-            return self._reply(name, request, first, chunks, errors, fallback, started)
+        while True:
+            await self.probe_ahead()
+            order, errors, reply = await self._walk(msgs, opts, continuable, started, unsaid)
+            if reply is not None:
+                return reply
+            # Pinned (force_provider): the caller asked for that provider and no fallback.
+            wait = None if self._forced() is not None or not errors else self.retry.wait(
+                round_no, errors, time.perf_counter() - started)
+            if wait is None:
+                break
+            self.reporter.retrying(round_no + 1, wait)
+            await self._sleep(wait)
+            round_no += 1
         reply = await self._after_loading(msgs, opts, errors, started)
         if reply is not None:
             return reply
@@ -174,6 +169,82 @@ class ChainWalker:
                 f"({unsaid[0].field} is not supported by any provider in the chain)"
             )
         raise self._all_failed(order, errors)
+
+    async def _walk(
+        self, msgs: list[dict[str, Any]], opts: ChatOptions, continuable: bool, started: float,
+        unsaid: list[CannotExpress],
+    ) -> tuple[list[str], list[ProviderError], ReplyStream | None]:
+        """One round over the order: (the order, its failures, the reply if one started).
+
+        Providers that cannot express the request are skipped (nobody's fault) and added
+        to ``unsaid``.
+        """
+        order, preferred = self.attempt_order(opts.workload, msgs)
+        errors: list[ProviderError] = []
+        tried: set[str] = set()
+        hedging = self.hedge.enabled and self._forced() is None
+        if hedging:
+            self.hedge.request_started()
+
+        def start(name: str) -> Attempt:
+            tried.add(name)
+            self.reporter.trying(name)
+            request = self._request_for(self.pool[name].provider, msgs, opts)
+            chunks = self.pool[name].provider.stream(request).__aiter__()
+            task = asyncio.ensure_future(_first_chunk(name, chunks))
+            return Attempt(name, request, chunks, time.perf_counter(), task)
+
+        def failed(att: Attempt, exc: BaseException) -> None:
+            if isinstance(exc, CannotExpress):
+                # Nobody's fault: this kind of server cannot say it; the next one may.
+                self.reporter.logger.debug("%s skipped: %s", att.name, exc)
+                unsaid.append(exc)
+                return
+            if isinstance(exc, RequestError):
+                self.pool.record_caller_error(att.name)
+                return
+            assert isinstance(exc, ProviderError)
+            self._failed(att.name, exc)
+            errors.append(exc)
+            # Say why traffic moves now, before a health probe can report it first.
+            self._on_change("request")
+
+        hedged: list[str] = []  # one hedge per request
+
+        def hedge_for(slow: str) -> Callable[[], Attempt | None]:
+            def second() -> Attempt | None:
+                target = self.hedge.target(self.pool, order, tried)
+                if hedged or target is None or not self.hedge.take():
+                    return None
+                hedged.append(target)
+                self.reporter.hedging(slow, target)
+                return start(target)
+            return second
+
+        for name in order:
+            if name in tried:
+                continue
+            att = start(name)
+            delay = self.hedge.delay_for(self.pool[name].provider) if hedging else None
+            winner = await first_token(att, delay=delay, hedge=hedge_for(name), failed=failed)
+            if winner is None:
+                continue
+            ttft = time.perf_counter() - winner.started
+            self.hedge.observe_ttft(winner.name, ttft)
+            hedge_won = winner is not att
+            self.hedge.hedge_wins += hedge_won
+            # A fallback happened if anything the strategy preferred was down or failed.
+            ahead = preferred[: preferred.index(winner.name)]
+            fallback = (bool(errors) or hedge_won
+                        or any(not self.pool[n].usable for n in ahead))
+            resume = (functools.partial(self.resume, msgs, opts)
+                      if continuable and self.policy.mid_stream == "continue"
+                      and self._forced() is None else None)  # pinned: no other provider
+            won = self._reply(winner.name, winner.request, winner.task.result(),
+                              winner.chunks, errors, fallback, started, resume)
+            won.hedged = hedge_won
+            return order, errors, won
+        return order, errors, None
 
     async def _after_loading(
         self, msgs: list[dict[str, Any]], opts: ChatOptions, errors: list[ProviderError],
@@ -206,6 +277,46 @@ class ChainWalker:
             return self._reply(name, request, first, chunks, errors, True, started)
         return None
 
+    async def resume(
+        self, msgs: list[dict[str, Any]], opts: ChatOptions, text: str, used: frozenset[str],
+    ) -> Continuation | None:
+        """Ask the next provider (not one that served this reply) to continue ``text``.
+
+        The request is the conversation plus ``text`` as a trailing assistant message: both
+        Ollama and OpenAI-compatible servers treat that as the start of their reply. Failures
+        before the continuation's first chunk count against that provider, and the next one
+        is tried; None when no provider is left.
+        """
+        order, _ = self.attempt_order(opts.workload, msgs)
+        prefill = [*msgs, {"role": "assistant", "content": text}]
+        for name in order:
+            if name in used:
+                continue
+            provider = self.pool[name].provider
+            request = self._request_for(provider, prefill, opts)
+            started = time.perf_counter()
+            chunks = provider.stream(request).__aiter__()
+            try:
+                first = await _first_chunk(name, chunks)
+            except RequestError:  # the server refused the prefill: not its failure, skip it
+                await _aclose(chunks)
+                continue
+            except ProviderError as exc:
+                await _aclose(chunks)
+                self._failed(name, exc)
+                self._on_change("request")
+                continue
+            except BaseException:
+                await _aclose(chunks)
+                raise
+            self.reporter.continued(used, name, len(text))
+            return Continuation(
+                provider=name, display_name=provider.display_name, first=first, rest=chunks,
+                on_finish=functools.partial(self._finish_part, name, request, started,
+                                            time.perf_counter() - started),
+            )
+        return None
+
     def _all_failed(self, order: list[str], errors: list[ProviderError]) -> AllProvidersFailed:
         return self.reporter.all_failed(
             order, errors, forced=self._forced(), chain=self.chain,
@@ -215,7 +326,7 @@ class ChainWalker:
     def _reply(
         self, name: str, request: ChatRequest, first: ChatChunk,
         chunks: AsyncIterator[ChatChunk], errors: list[ProviderError], fallback: bool,
-        started: float,
+        started: float, resume: Resume | None = None,
     ) -> ReplyStream:
         provider = self.pool[name].provider
         self.reporter.answering(name, fallback, self.chain)
@@ -231,6 +342,7 @@ class ChainWalker:
             started=started,
             first_at=time.perf_counter(),
             on_finish=functools.partial(self._finish, name, request),
+            resume=resume,
         )
 
     def _request_for(
@@ -263,28 +375,45 @@ class ChainWalker:
         self, name: str, request: ChatRequest, reply: ReplyStream,
         final: ChatChunk | None, error: ProviderError | None,
     ) -> None:
+        self._record(name, request, reply.started, reply.time_to_first_token,
+                     reply.fallback_used, final, error)
+
+    def _finish_part(
+        self, name: str, request: ChatRequest, started: float, ttft: float,
+        reply: ReplyStream, final: ChatChunk | None, error: ProviderError | None,
+    ) -> None:
+        """The end of a continuation's part: its own timings; it is always a fallback."""
+        self._record(name, request, started, ttft, True, final, error)
+
+    def _record(
+        self, name: str, request: ChatRequest, started: float, ttft: float | None,
+        fallback: bool, final: ChatChunk | None, error: ProviderError | None,
+    ) -> None:
         if error is not None:
             self._failed(name, error)
             self._on_change("request")
             return
         assert final is not None
         moved = self.pool.record_success(
-            name, time.perf_counter() - reply.started, reply.time_to_first_token,
-            final.prompt_tokens, final.completion_tokens, reply.fallback_used,
+            name, time.perf_counter() - started, ttft,
+            final.prompt_tokens, final.completion_tokens, fallback,
         )
         if moved:
             self._on_change("request")
-        self.strategy.observe(Outcome(name, ok=True, ttft=reply.time_to_first_token,
-                                      messages=request.messages,
-                                      fallback=reply.fallback_used))
+        self.strategy.observe(Outcome(name, ok=True, ttft=ttft, messages=request.messages,
+                                      fallback=fallback))
         provider = self.pool[name].provider
         self.tokens.calibrate(f"{provider.name}:{provider.model}", request.messages,
                               final.prompt_tokens)
-        self.reporter.history.record_request(name, reply.fallback_used)
+        self.reporter.history.record_request(name, fallback)
 
 
 async def _first_chunk(name: str, chunks: AsyncIterator[ChatChunk]) -> ChatChunk:
-    """Read until the first text or the end; nothing reaches the caller before this."""
+    """Read until the first text or the end; nothing reaches the caller before this.
+
+    A continuation whose first chunk is the final one is fine: the cut came right at the
+    end of the answer.
+    """
     while True:
         try:
             chunk = await chunks.__anext__()

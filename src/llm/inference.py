@@ -41,6 +41,7 @@ from .providers.ollama import OllamaInference
 from .report import LMSTUDIO, OLLAMA, Reporter
 from .requests import parse_options, validate_messages
 from .routing import Strategy
+from .standby import WarmStandby
 from .status import StatusTracker
 from .stream import ReplyStream
 from .types import ChatResult, Embeddings, Message
@@ -111,6 +112,11 @@ class UnifiedLLMInference:
             on_change=self._update_active, last_resort=tail,
         )
         self.tokens = self.walker.tokens
+        warm = llm.warm_standby
+        self.standby = WarmStandby(
+            self.pool, lambda: self.walker.attempt_order(None)[1], self._clock,
+            interval=warm.interval, keep_for=warm.keep_for, logger=self.logger,
+        ) if warm.enabled else None
         self._forced: str | None = None
         self._active: str = self.primary
         self._started = False
@@ -163,12 +169,16 @@ class UnifiedLLMInference:
         self._active, preferred = self.walker.preview()
         self.reporter.started(self._active, preferred)
         self.monitor.start()
+        if self.standby is not None:
+            self.standby.start()
 
     async def close(self) -> None:
         """Stop background checks and close every provider's sessions (idempotent)."""
         if self._closed:
             return
         self._closed = True
+        if self.standby is not None:
+            await self.standby.stop()
         await self.monitor.stop()
         for provider in [*(st.provider for st in self.pool.states()), *self._unused]:
             await provider.close()
@@ -218,6 +228,11 @@ class UnifiedLLMInference:
         for name, row in report["providers"].items():
             row.update(self._routing_rows[name])
         report.update(self.strategy.describe())
+        hedge = self.walker.hedge
+        report["hedge"] = {"enabled": hedge.enabled, "requests": hedge.requests,
+                           "hedged": hedge.hedged, "hedge_wins": hedge.hedge_wins}
+        report["warm_standby"] = None if self.standby is None else {
+            "standby": self.standby.standby(), "warmed": dict(self.standby.warmed)}
         return report
 
     @property
@@ -225,6 +240,10 @@ class UnifiedLLMInference:
         """The canary strategy in force (through a sticky wrapper), or None."""
         strategy = getattr(self.strategy, "inner", self.strategy)
         return strategy if isinstance(strategy, CanaryStrategy) else None
+
+    def hedge_counts(self) -> tuple[int, int]:
+        """(requests that hedged, hedges the second provider won), for metrics."""
+        return self.walker.hedge.hedged, self.walker.hedge.hedge_wins
 
     def _provider_changed(self, name: str) -> None:
         """A provider's own state moved (its engine died or is ready): re-check it now."""
@@ -248,8 +267,11 @@ class UnifiedLLMInference:
         return (await self.chat_detailed(messages, **options)).text
 
     async def chat_detailed(self, messages: Sequence[Message], **options: Any) -> ChatResult:
-        """The reply with provider, model, fallback flag, token counts and latency."""
-        reply = await self.open_stream(messages, **options)
+        """The reply with provider, model, fallback flag, token counts and latency.
+
+        A whole reply always comes from one provider: no mid-stream continuation here.
+        """
+        reply = await self.open_stream(messages, continuable=False, **options)
         return await reply.collect()
 
     async def stream_chat(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[str]:
@@ -271,8 +293,15 @@ class UnifiedLLMInference:
             await self.start()
         return await embeddings.embed(self.walker, embeddings.check_texts(texts))
 
-    async def open_stream(self, messages: Sequence[Message], **options: Any) -> ReplyStream:
+    async def open_stream(
+        self, messages: Sequence[Message], *, continuable: bool = True, **options: Any
+    ) -> ReplyStream:
         """Walk the provider order until one starts answering; return its reply stream.
+
+        With ``llm.mid_stream: continue`` and ``continuable`` (the default: a streaming
+        caller), a reply that breaks after text is continued by the next provider in the
+        same stream; pass ``continuable=False`` when the caller needs one provider's whole
+        answer.
 
         Raises RequestError for the caller's own mistakes (no failover), AllProvidersFailed
         when every provider failed before producing text, Closed after :meth:`close`.
@@ -281,4 +310,5 @@ class UnifiedLLMInference:
             raise Closed("UnifiedLLMInference is closed")
         if not self._started:
             await self.start()
-        return await self.walker.open(validate_messages(messages), parse_options(options))
+        return await self.walker.open(validate_messages(messages), parse_options(options),
+                                      continuable=continuable)

@@ -111,6 +111,14 @@ class Provider(abc.ABC):
         """One vector per text from ``model``; raises like ``stream`` does."""
         raise CannotExpress("input", f"{self.display_name} makes no embeddings")
 
+    async def warm(self, keep_for: float) -> bool:
+        """Load the model and keep it loaded for ``keep_for`` s (``llm.warm_standby``).
+
+        True when the server was asked; never raises. The default (the embedded model,
+        which is loaded for as long as its engine runs) has nothing to do.
+        """
+        return False
+
     def resolved_model(self, request: ChatRequest) -> str:
         """The model name this provider will use for ``request`` (for reports and logs)."""
         return request.model or self.model or "default"

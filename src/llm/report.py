@@ -80,6 +80,22 @@ class Reporter:
     def trying(self, name: str) -> None:
         self.logger.debug("Using %s provider", self._pool.display(name))
 
+    def continued(self, used: frozenset[str] | Sequence[str], name: str, chars: int) -> None:
+        """A broken stream goes on with ``name``: a count, never the text itself."""
+        self.history.continuations += 1
+        self.logger.info("Continuing a broken reply on %s provider after %d characters",
+                         self._pool.display(name), chars)
+
+    def retrying(self, round_no: int, wait: float) -> None:
+        """Every provider failed with something that passes by itself: another round."""
+        self.logger.info("Every provider failed for now; trying them again in %.2fs "
+                         "(round %d)", wait, round_no + 1)
+
+    def hedging(self, slow: str, target: str) -> None:
+        """No first token from ``slow`` yet: ``target`` is asked as well."""
+        self.logger.info("No first token from %s provider yet; asking %s provider as well",
+                         self._pool.display(slow), self._pool.display(target))
+
     def failed(self, name: str, exc: ProviderError) -> None:
         """A provider failed one request: the guide's ``<X> inference failed: <why>``."""
         display = self._pool.display(name)

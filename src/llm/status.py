@@ -22,6 +22,7 @@ class StatusTracker:
         self.fallbacks = 0
         self.exhausted = 0
         self.failures = 0
+        self.continuations = 0
         self.started_wall = clock.wall()
 
     def record_switch(self, old: str, new: str, reason: str) -> None:
@@ -55,6 +56,7 @@ class StatusTracker:
                 "fallbacks": self.fallbacks,
                 "provider_failures": self.failures,
                 "all_failed": self.exhausted,
+                "stream_continuations": self.continuations,
             },
             "switches": list(self.switches),
             "breaker_events": list(self.breaker_events),

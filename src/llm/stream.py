@@ -1,22 +1,44 @@
 """``ReplyStream``: one reply in flight, from a provider that has already started answering.
 
 The router hands one of these out only after the provider produced its first text (or
-finished), so everything before that point can still fail over invisibly. From then on
-the reply belongs to this provider: a failure becomes :class:`StreamInterrupted`, never a
-silent splice of another provider's words onto a partial answer.
+finished), so everything before that point can still fail over invisibly. After that,
+what a break means depends on ``llm.mid_stream``:
+
+* ``continue`` (streams): the walker's ``resume`` asks the next provider to continue the
+  same answer (the conversation plus the text so far as a trailing assistant message) and
+  the reply carries on from that provider's first chunk: one reply, nothing inserted. Only
+  when no provider is left does the caller get :class:`StreamInterrupted`.
+* ``error`` (and every whole-reply caller, who must get an answer from one provider): the
+  break becomes :class:`StreamInterrupted` at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 from .errors import ProviderError, RequestError, StreamInterrupted
 from .types import ChatChunk, ChatResult
 
 Finish = Callable[["ReplyStream", ChatChunk | None, ProviderError | None], None]
-"""Called once when the reply ends: with the final chunk, or with the error that broke it."""
+"""Called once per provider when its part ends: with the final chunk, or the error."""
+
+
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    """A provider that has started continuing a broken reply (its first chunk in hand)."""
+
+    provider: str
+    display_name: str
+    first: ChatChunk
+    rest: AsyncIterator[ChatChunk]
+    on_finish: Finish
+
+
+Resume = Callable[[str, frozenset[str]], Awaitable["Continuation | None"]]
+"""``resume(text_so_far, providers_already_used)``: the next provider continuing, or None."""
 
 
 class ReplyStream:
@@ -36,6 +58,7 @@ class ReplyStream:
         started: float,
         first_at: float,
         on_finish: Finish,
+        resume: Resume | None = None,
     ) -> None:
         self.provider = provider
         self.display_name = display_name
@@ -53,6 +76,13 @@ class ReplyStream:
         self._final: ChatChunk | None = None
         self._finished = False
         self._delivered = 0
+        self._resume = resume
+        self.providers: list[str] = [provider]
+        """Every provider that served part of this reply, in order (more than one only
+        after a mid-stream continuation)."""
+        self.display_names: list[str] = [display_name]
+        self.hedged = False
+        """Whether this reply came from a hedge (the provider before it was too slow)."""
 
     def __aiter__(self) -> AsyncIterator[ChatChunk]:
         return self._iterate()
@@ -66,12 +96,15 @@ class ReplyStream:
                     return
             while True:
                 try:
-                    chunk = await self._rest.__anext__()
-                except StopAsyncIteration:
-                    # Providers end with a done chunk; ending without one is a broken reply.
-                    raise ProviderError(self.provider, "the reply ended early") from None
-                except RequestError as exc:
-                    raise ProviderError(self.provider, str(exc)) from exc
+                    chunk = await self._next()
+                except ProviderError as exc:
+                    self._finish(None, exc)
+                    nxt = await self._continue()
+                    if nxt is None:
+                        raise StreamInterrupted(
+                            self.display_names[-1], exc.reason, self._delivered
+                        ) from exc
+                    chunk = nxt
                 yield self._emit(chunk)
                 if chunk.done:
                     return
@@ -80,6 +113,36 @@ class ReplyStream:
             raise StreamInterrupted(self.display_name, exc.reason, self._delivered) from exc
         finally:
             await self.aclose()
+
+    async def _next(self) -> ChatChunk:
+        """The current provider's next chunk; every way it can break is a ProviderError."""
+        name = self.providers[-1]
+        try:
+            return await self._rest.__anext__()
+        except StopAsyncIteration:
+            # Providers end with a done chunk; ending without one is a broken reply.
+            raise ProviderError(name, "the reply ended early") from None
+        except RequestError as exc:
+            raise ProviderError(name, str(exc)) from exc
+
+    async def _continue(self) -> ChatChunk | None:
+        """Hand the reply to the next provider that continues it; its first chunk, or None.
+
+        Only once text reached the caller (before that the walker already failed over) and
+        only with a ``resume`` (mid_stream: continue, streaming callers).
+        """
+        if self._resume is None or not self._parts:
+            return None
+        await self.aclose()  # release the broken connection before opening the next one
+        nxt = await self._resume(self.text, frozenset(self.providers))
+        if nxt is None:
+            return None
+        self.providers.append(nxt.provider)
+        self.display_names.append(nxt.display_name)
+        self._rest = nxt.rest
+        self._on_finish = nxt.on_finish
+        self._finished = False
+        return nxt.first
 
     def _emit(self, chunk: ChatChunk) -> ChatChunk:
         if chunk.text:

@@ -82,9 +82,11 @@ def test_failed_turn_is_reported_and_not_kept(demi: Demi, fake_ollama: FakeServe
 def test_broken_stream_is_reported_and_not_kept(
     demi: Demi, fake_ollama: FakeServer, fake_lmstudio: FakeServer
 ) -> None:
-    """A reply that breaks midway shows what arrived, an error line, and is left out of history."""
+    """mid_stream: error: a broken reply shows what arrived, an error line, no history."""
     fake_ollama.control(mode="midstream_error", after_chunks=1, times=1)
-    result = demi("chat", stdin="cut\nwhole\n")
+    config = demi.cwd / "error.yaml"
+    config.write_text("llm:\n  mid_stream: error\n", encoding="utf-8")
+    result = demi("chat", "--config", str(config), stdin="cut\nwhole\n")
     assert result.returncode == 0, result.stderr
     assert "stream broke" in result.stderr
     lines = result.stdout.splitlines()

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from src.testing.fakes.launcher import FakeServer
+from tests.conductor.conftest import MakeConductor
 from tests.conductor.helpers import (
     HI,
     LMSTUDIO_MODEL,
@@ -264,9 +265,10 @@ async def test_all_failed_is_503_in_ollama_shape(
 
 @pytest.mark.parametrize("mode", ["cut", "midstream_error"])
 async def test_stream_broken_after_text_ends_with_an_error_line(
-    conductor: Conductor, fake_ollama: FakeServer, mode: str
+    make_conductor: MakeConductor, fake_ollama: FakeServer, mode: str
 ) -> None:
-    """A broken stream keeps status 200 and ends with {"error": ...}, never a done line."""
+    """mid_stream: error: a broken stream keeps 200 and ends with {"error": ...}, no done."""
+    conductor = await make_conductor(llm={"mid_stream": "error"})
     fake_ollama.control(mode=mode, after_chunks=2)
     resp = await conductor.client.post("/api/chat", json={"model": "demi", "messages": HI})
     assert resp.status == 200

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from src.testing.fakes.launcher import FakeServer
+from tests.conductor.conftest import MakeConductor
 from tests.conductor.helpers import (
     HI,
     LMSTUDIO_MODEL,
@@ -311,9 +312,10 @@ async def test_stream_failing_before_first_token_is_an_http_error(
 
 @pytest.mark.parametrize("mode", ["cut", "midstream_error"])
 async def test_stream_broken_after_text_ends_with_an_error_event(
-    conductor: Conductor, fake_ollama: FakeServer, mode: str
+    make_conductor: MakeConductor, fake_ollama: FakeServer, mode: str
 ) -> None:
-    """A stream that breaks after text ends with data: {"error": ...} and no [DONE]."""
+    """mid_stream: error: a stream broken after text ends with data: {"error": ...}, no [DONE]."""
+    conductor = await make_conductor(llm={"mid_stream": "error"})
     fake_ollama.control(mode=mode, after_chunks=2)
     resp = await conductor.chat(stream=True)
     assert resp.status == 200

@@ -48,11 +48,12 @@ async def test_signal_lets_an_in_flight_stream_finish_then_exits_0(
 
 
 async def test_no_new_connections_after_the_signal(
-    make_demi: MakeConductor, ollama_fake: FakeServer
+    make_demi: MakeConductor, ollama_fake: FakeServer, lmstudio_fake: FakeServer
 ) -> None:
     """Once draining, the listening socket is closed: new connections are refused."""
     demi = make_demi(grace=30)
     ollama_fake.control(first_token_delay=3)
+    lmstudio_fake.control(mode="hang")  # a hedge to LM Studio never wins: Ollama answers
     async with openai.AsyncOpenAI(base_url=f"{demi.url}/v1", api_key="x", max_retries=0,
                                   timeout=30) as client:
         pending = asyncio.create_task(

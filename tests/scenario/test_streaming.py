@@ -72,10 +72,10 @@ async def test_open_stream_reports_failover_before_first_token(
 async def test_stream_broken_after_text_raises_stream_interrupted(
     mode: str, make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer
 ) -> None:
-    """Ollama breaks after two chunks reached the caller → StreamInterrupted, no LM Studio text."""
+    """mid_stream: error: Ollama breaks after two chunks → StreamInterrupted, no LM Studio text."""
     fake_ollama.control(mode=mode, after_chunks=2)
     received: list[str] = []
-    async with make_llm() as llm:
+    async with make_llm(mid_stream="error") as llm:
         with pytest.raises(StreamInterrupted) as info:
             async for piece in llm.stream_chat(HI):
                 received.append(piece)
@@ -119,10 +119,10 @@ async def test_next_message_after_interrupted_stream_goes_to_fallback_whole(
 async def test_stream_stalled_mid_reply_is_interrupted_at_idle_bound(
     make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer
 ) -> None:
-    """Ollama goes silent after two chunks → StreamInterrupted at read_idle_timeout, no splice."""
+    """mid_stream: error: Ollama silent after two chunks → StreamInterrupted at the idle bound."""
     fake_ollama.control(mode="hang", after_chunks=2)
     received: list[str] = []
-    async with make_llm(read_idle_timeout=0.5) as llm:
+    async with make_llm(read_idle_timeout=0.5, mid_stream="error") as llm:
         async with asyncio.timeout(30):
             with pytest.raises(StreamInterrupted) as info:
                 async for piece in llm.stream_chat(HI):
@@ -141,3 +141,17 @@ async def test_slow_chunks_within_idle_bound_are_not_a_failure(
         pieces = [piece async for piece in llm.stream_chat(HI)]
     assert pieces == ["Hello", " from", " fake-ollama."]
     assert count(fake_lmstudio, LMSTUDIO_CHAT) == 0
+
+
+async def test_stream_stalled_mid_reply_is_continued_by_lmstudio(
+    make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer
+) -> None:
+    """mid_stream: continue (default): a stall at the idle bound is finished by LM Studio."""
+    fake_ollama.control(mode="hang", after_chunks=2, reply=LMSTUDIO_REPLY)
+    async with make_llm(read_idle_timeout=0.5) as llm:
+        async with asyncio.timeout(30):
+            received = [piece async for piece in llm.stream_chat(HI)]
+        asked = [r for r in fake_lmstudio.requests() if r["path"].endswith("/completions")]
+    assert "".join(received) == LMSTUDIO_REPLY  # its own reply continued: nothing doubled
+    assert asked[-1]["json"]["messages"][-1] == {"role": "assistant",
+                                                 "content": "".join(received[:2])}

@@ -237,3 +237,42 @@ async def test_bad_caller_input_never_reaches_a_provider(
         circuits = {n: llm.provider_status(n)["circuit"] for n in ("ollama", "lmstudio")}
     assert circuits == {"ollama": "closed", "lmstudio": "closed"}
     assert count(fake_ollama, OLLAMA_CHAT) == 0 and count(fake_lmstudio, LMSTUDIO_CHAT) == 0
+
+
+async def test_all_busy_once_then_another_round_answers(
+    make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer, log: LogCapture
+) -> None:
+    """Both 503 once: every provider is tried before Ollama again, after a logged backoff."""
+    fake_ollama.control(mode="status", status=503, times=1)
+    fake_lmstudio.control(mode="status", status=503, times=1)
+    async with make_llm(retry={"attempts": 1, "backoff": 0.01, "backoff_max": 0.02,
+                               "deadline": 30}) as llm:
+        result = await llm.chat_detailed(HI)
+    assert result.provider in ("ollama", "lmstudio")
+    assert count(fake_ollama, OLLAMA_CHAT) + count(fake_lmstudio, LMSTUDIO_CHAT) == 3
+    assert log.containing("Every provider failed for now; trying them again in")
+
+
+async def test_retry_after_sets_the_wait_before_the_next_round(
+    make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer, log: LogCapture
+) -> None:
+    """Both 429 with Retry-After: 1: the next round waits that second, not the short backoff."""
+    fake_ollama.control(mode="status", status=429, retry_after=1, times=1)
+    fake_lmstudio.control(mode="status", status=429, retry_after=1, times=1)
+    async with make_llm(retry={"attempts": 1, "backoff": 0.01, "backoff_max": 0.02,
+                               "deadline": 30}) as llm:
+        await llm.chat_detailed(HI)
+    assert log.containing("trying them again in 1.00s (round 2)")
+
+
+async def test_no_retry_rounds_with_attempts_zero(
+    make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer
+) -> None:
+    """retry.attempts 0: both busy means AllProvidersFailed after one round."""
+    fake_ollama.control(mode="status", status=503)
+    fake_lmstudio.control(mode="status", status=503)
+    async with make_llm(retry={"attempts": 0, "backoff": 0.01, "backoff_max": 0.02,
+                               "deadline": 30}) as llm:
+        with pytest.raises(AllProvidersFailed):
+            await llm.chat(HI)
+    assert count(fake_ollama, OLLAMA_CHAT) == 1 and count(fake_lmstudio, LMSTUDIO_CHAT) == 1

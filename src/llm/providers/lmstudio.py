@@ -8,10 +8,14 @@ llama.cpp's, fall back to the first entry of ``/v1/models``).
 
 from __future__ import annotations
 
+import asyncio
+
 from src.core.config import LMStudioConfig
 
-from ..errors import ProviderError
+from ..errors import ProviderError, RequestError
 from ..provider import Timeouts
+from ..types import ChatRequest
+from ._errors import FOREIGN
 from .openai_compat import OpenAICompatProvider, SessionFactory
 
 
@@ -38,6 +42,24 @@ class LMStudioInference(OpenAICompatProvider):
             region=cfg.region, session_factory=session_factory,
             embedding_model=cfg.embedding_model,
         )
+
+    async def warm(self, keep_for: float) -> bool:
+        """A one-token request with LM Studio's ``ttl``: loads the model (just-in-time) and
+        keeps it loaded for ``ttl`` idle seconds (each request restarts that timer)."""
+        body = {"messages": [{"role": "user", "content": "."}], "max_tokens": 1,
+                "stream": False, "ttl": max(1, round(keep_for))}
+        try:
+            async with asyncio.timeout(self.first_token_timeout):
+                body["model"] = await self._model_for(ChatRequest(messages=[]))
+                async with self._get_session().post(
+                    self.url + "/v1/chat/completions", json=body, headers=self._headers
+                ) as resp:
+                    await resp.read()
+                    return resp.status < 400
+        except (ProviderError, RequestError):  # no model: the health check's business
+            return False
+        except FOREIGN:  # down (TimeoutError is an OSError): the health check's business
+            return False
 
     async def _available_models(self) -> list[str]:
         """Loaded LLMs first (``/api/v0/models``), then everything ``/v1/models`` lists."""

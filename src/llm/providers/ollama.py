@@ -294,5 +294,20 @@ class OllamaInference(Provider):
             )
         return HealthReport(healthy=True, latency=latency, models=names, model_present=True)
 
+    async def warm(self, keep_for: float) -> bool:
+        """Ollama's preload: an empty chat with ``keep_alive`` loads the model, no reply.
+
+        Every call resets Ollama's unload timer, so calling more often than ``keep_for``
+        keeps the model loaded indefinitely. A cold load may take long: bounded by the
+        first-token timeout. Failures are the standby loop's business (logged at DEBUG).
+        """
+        try:
+            async with asyncio.timeout(self.first_token_timeout):
+                await self._client.chat(model=self.cfg.model, messages=[],
+                                        keep_alive=f"{max(1, round(keep_for))}s")
+        except _FOREIGN:  # down (TimeoutError is an OSError): the health check's business
+            return False
+        return True
+
     async def close(self) -> None:
         await self._client.close()

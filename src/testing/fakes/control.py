@@ -14,11 +14,12 @@ Behaviour fields (``mode``, ``routes``, ``status``, ``retry_after``, ``message``
 ``after_chunks``, ``first_token_delay``, ``chunk_delay``, ``times``, ``error_shape``) describe
 *how* the next requests are answered and revert together to the defaults once ``times`` matching
 requests have been served.  World fields (``models``, ``loaded``, ``reply``, ``reply_tokens``,
-``jit``) describe *what* the server has; they persist until changed or reset.
+``jit``, ``load_time``) describe *what* the server has; they persist until changed or reset.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import deque
@@ -32,6 +33,13 @@ from src.testing.fakes.tokens import fixed_tokens, split_tokens
 MODES = ("ok", "hang", "status", "midstream_error", "cut", "malformed", "loading")
 ROUTE_SCOPES = ("chat", "health", "all")
 ERROR_SHAPES = ("object", "string")
+
+
+class Hanging:
+    """Requests held open right now by ``hang`` (the snapshot's ``hanging``): a test can see
+    that a client really closed a connection it gave up on (hedge losers, timeouts)."""
+
+    now = 0
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,7 @@ class Behaviour:
 
 DEFAULT_BEHAVIOUR = Behaviour()
 BEHAVIOUR_FIELDS = frozenset(f.name for f in fields(Behaviour))
-WORLD_FIELDS = frozenset({"models", "loaded", "reply", "reply_tokens", "jit"})
+WORLD_FIELDS = frozenset({"models", "loaded", "reply", "reply_tokens", "jit", "load_time"})
 
 
 def _check_number(name: str, value: Any, *, integer: bool = False, nullable: bool = False) -> None:
@@ -104,6 +112,7 @@ class FakeState:
             "reply": reply,
             "reply_tokens": reply_tokens,
             "jit": jit,
+            "load_time": 0.0,
         }
         self.requests: deque[dict[str, Any]] = deque(maxlen=max_recorded)
         self.reset()
@@ -117,6 +126,8 @@ class FakeState:
         self.reply: str = self._defaults["reply"]
         self.reply_tokens: int | None = self._defaults["reply_tokens"]
         self.jit: bool = self._defaults["jit"]
+        self.load_time: float = self._defaults["load_time"]
+        """Seconds a request waits when its model is not loaded yet (a simulated cold load)."""
         self._refresh_tokens()
         self.requests.clear()
 
@@ -173,6 +184,8 @@ class FakeState:
             _check_number("reply_tokens", patch["reply_tokens"], integer=True, nullable=True)
         if "jit" in patch and not isinstance(patch["jit"], bool):
             raise ValueError("jit must be a boolean")
+        if "load_time" in patch:
+            _check_number("load_time", patch["load_time"])
 
         # Everything validated: apply atomically.
         self.behaviour = new
@@ -184,6 +197,7 @@ class FakeState:
         if "reply_tokens" in patch:
             self.reply_tokens = patch["reply_tokens"]
         self.jit = patch.get("jit", self.jit)
+        self.load_time = float(patch.get("load_time", self.load_time))
         self._refresh_tokens()
 
     def plan(self, kind: str) -> Behaviour:
@@ -201,6 +215,12 @@ class FakeState:
                 self.behaviour, self._remaining = DEFAULT_BEHAVIOUR, None
         return current
 
+    async def ensure_loaded(self, model: str) -> None:
+        """Load ``model`` if it is not loaded: ``load_time`` seconds, then it is loaded."""
+        if model in self.models and model not in self.loaded and self.load_time:
+            await asyncio.sleep(self.load_time)
+        self.mark_loaded(model)
+
     def mark_loaded(self, model: str) -> None:
         """Remember that a model has been used (it then shows in /api/ps or as loaded)."""
         if model in self.models and model not in self.loaded:
@@ -216,7 +236,9 @@ class FakeState:
             "reply": self.reply,
             "reply_tokens": self.reply_tokens,
             "jit": self.jit,
+            "load_time": self.load_time,
             "recorded": len(self.requests),
+            "hanging": Hanging.now,
         }
 
 

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from aiohttp import web
 
+from src.testing.fakes.control import Hanging
+
 if TYPE_CHECKING:
     from src.testing.fakes.control import Behaviour
 
@@ -87,7 +89,11 @@ def retry_after_value(seconds: float) -> str:
 async def hang_forever() -> NoReturn:
     """Never answer.  The runner enables handler cancellation, so this ends (by cancellation)
     exactly when the client goes away, keeping the connection open until then."""
-    await asyncio.Event().wait()
+    Hanging.now += 1
+    try:
+        await asyncio.Event().wait()
+    finally:
+        Hanging.now -= 1
     raise AssertionError("unreachable")
 
 

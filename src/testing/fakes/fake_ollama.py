@@ -51,6 +51,7 @@ from src.testing.fakes.engine import (
 )
 from src.testing.fakes.ollama_manage import add_manage_routes
 from src.testing.fakes.openai_api import JSON_TYPE, OpenAIRoutes
+from src.testing.fakes.tokens import continue_from
 
 VERSION = "0.12.6"
 MIDSTREAM_MESSAGE = "an error was encountered while running the model: unexpected EOF"
@@ -252,7 +253,7 @@ async def _native_generate(request: web.Request, *, chat: bool) -> web.StreamRes
         return native_error(400, "model is required")
     if find_model(state, requested) is None:
         return native_error(404, f"model '{requested}' not found")
-    state.mark_loaded(find_model(state, requested) or requested)
+    await state.ensure_loaded(find_model(state, requested) or requested)
     stamp = created_at()
     head = {"model": requested, "created_at": stamp}
     if (chat and not body.get("messages")) or (not chat and not body.get("prompt")):
@@ -266,7 +267,8 @@ async def _native_generate(request: web.Request, *, chat: bool) -> web.StreamRes
                                  dumps=dumps)
     options = body.get("options")
     limit = positive_int(options.get("num_predict")) if isinstance(options, dict) else None
-    tokens, reason = cap_tokens(state.tokens, limit)
+    own = continue_from(state.tokens, body.get("messages")) if chat else state.tokens
+    tokens, reason = cap_tokens(own, limit)
     schema = ollama_schema(body)
     if schema is not None:
         tokens = (json_text(schema, "".join(tokens)),)

@@ -30,6 +30,7 @@ from src.testing.fakes.engine import (
     prompt_tokens_for_messages,
     prompt_tokens_for_text,
 )
+from src.testing.fakes.tokens import continue_from
 
 SSE_HEADERS = {"Cache-Control": "no-cache"}
 JSON_TYPE = "application/json; charset=utf-8"
@@ -205,11 +206,12 @@ class OpenAIRoutes:
         if failure is not None:
             return failure
         assert model is not None
-        state.mark_loaded(model)
+        await state.ensure_loaded(model)
         limit = positive_int(body.get("max_tokens")) or positive_int(
             body.get("max_completion_tokens")
         )
-        tokens, finish = cap_tokens(state.tokens, limit)
+        own = continue_from(state.tokens, body.get("messages")) if chat else state.tokens
+        tokens, finish = cap_tokens(own, limit)
         schema = openai_schema(body)
         if schema == "json" and not self.accepts_json_object:
             return self.error(400, "'response_format.type' must be 'json_schema'",
