@@ -212,7 +212,10 @@ class EmbeddedProvider(Provider):
             request, model=None, max_tokens=max(1, min(wanted, self.cfg.max_tokens))
         )
         self._in_flight += 1
-        trim = _EdgeSpace()
+        # A continuation (the chat ends with the reply so far) keeps its leading space:
+        # it joins text already shown.
+        messages = request.messages
+        trim = _EdgeSpace(started=bool(messages) and messages[-1].get("role") == "assistant")
         chunks = self.client.stream(request)
         try:
             async for chunk in chunks:
@@ -263,8 +266,8 @@ class _EdgeSpace:
 
     __slots__ = ("held", "started")
 
-    def __init__(self) -> None:
-        self.started = False
+    def __init__(self, *, started: bool = False) -> None:
+        self.started = started
         self.held = ""
 
     def feed(self, text: str) -> str:
