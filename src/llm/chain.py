@@ -289,9 +289,10 @@ class ChainWalker:
         """
         order, _ = self.attempt_order(opts.workload, msgs)
         prefill = [*msgs, {"role": "assistant", "content": text}]
-        for name in order:
-            if name in used:
-                continue
+        queue = [n for n in order if n not in used]
+        loading: list[str] = []  # still loading (the embedded model): waited for, once
+        while queue:
+            name = queue.pop(0)
             provider = self.pool[name].provider
             request = self._request_for(provider, prefill, opts)
             started = time.perf_counter()
@@ -305,6 +306,10 @@ class ChainWalker:
                 await _aclose(chunks)
                 self._failed(name, exc)
                 self._on_change("request")
+                if (isinstance(exc, EmbeddedModelLoading) and name not in loading
+                        and await provider.wait_ready(self.policy.load_wait)):
+                    loading.append(name)
+                    queue.append(name)
                 continue
             except BaseException:
                 await _aclose(chunks)

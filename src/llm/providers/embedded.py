@@ -215,7 +215,10 @@ class EmbeddedProvider(Provider):
             messages=joined_text_parts(request.messages),
         )
         self._in_flight += 1
-        trim = _EdgeSpace()
+        # A continuation (the chat ends with the reply so far) keeps its leading space:
+        # it joins text already shown.
+        messages = request.messages
+        trim = _EdgeSpace(started=bool(messages) and messages[-1].get("role") == "assistant")
         chunks = self.client.stream(request)
         try:
             async for chunk in chunks:
@@ -266,8 +269,8 @@ class _EdgeSpace:
 
     __slots__ = ("held", "started")
 
-    def __init__(self) -> None:
-        self.started = False
+    def __init__(self, *, started: bool = False) -> None:
+        self.started = started
         self.held = ""
 
     def feed(self, text: str) -> str:

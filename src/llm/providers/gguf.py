@@ -110,22 +110,31 @@ class PromptParts:
 
     preamble: str
     turns: tuple[str, ...]
+    prefill: str = ""
+    """The start of the reply when the chat ends with an assistant message (a mid-stream
+    continuation): the prompt ends with it, so the model writes what comes next."""
 
     def render(self, first_turn: int = 0) -> str:
-        """The prompt text keeping turns from ``first_turn`` on, ending in ``ASSISTANT:``."""
+        """The prompt text keeping turns from ``first_turn`` on, ending in ``ASSISTANT:``
+        (followed by the prefill, if any)."""
         body = "".join(self.turns[first_turn:])
-        return f"{self.preamble}\n\n{body}ASSISTANT:"
+        tail = f" {self.prefill}" if self.prefill else ""
+        return f"{self.preamble}\n\n{body}ASSISTANT:{tail}"
 
 
 def render_prompt(messages: Sequence[Message]) -> PromptParts:
     """Split a chat into a system preamble and ``ROLE: text`` turns (see module docstring)."""
     system = [message_text(m) for m in messages if m.get("role") == "system"]
     preamble = "\n".join(t for t in system if t) or DEFAULT_SYSTEM
+    chat = [m for m in messages if m.get("role") != "system"]
+    prefill = ""
+    if chat and chat[-1].get("role") == "assistant":
+        # Kept as sent (not stripped): the continuation must join it exactly.
+        content = chat[-1].get("content")
+        prefill = content.lstrip() if isinstance(content, str) else message_text(chat[-1])
+        chat = chat[:-1]
     turns: list[str] = []
-    for message in messages:
-        role = str(message.get("role", "user"))
-        if role == "system":
-            continue
-        label = ROLE_LABELS.get(role, "USER")
+    for message in chat:
+        label = ROLE_LABELS.get(str(message.get("role", "user")), "USER")
         turns.append(f"{label}: {message_text(message)}\n")
-    return PromptParts(preamble, tuple(turns))
+    return PromptParts(preamble, tuple(turns), prefill)
