@@ -14,23 +14,26 @@ import copy
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
 from dotenv import dotenv_values
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_serializer,
-    field_validator,
-)
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from .errors import ConfigError
+from .routing_config import (
+    STRICT,
+    CanaryConfig,
+    HedgeConfig,
+    RetryConfig,
+    RoutingConfig,
+    Seconds,
+    WarmStandbyConfig,
+)
+
+__all__ = ["CanaryConfig", "DemiConfig", "HedgeConfig", "RetryConfig", "RoutingConfig",
+           "WarmStandbyConfig", "load_config"]  # the routing models are re-exported
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.yaml")
 
@@ -54,8 +57,7 @@ ENV_VARS: dict[str, str] = {
 }
 """Environment variable → config key. An empty value counts as unset."""
 
-Seconds = float
-_STRICT = ConfigDict(frozen=True, extra="forbid")
+_STRICT = STRICT
 
 
 def _check_url(value: str | None) -> str | None:
@@ -141,86 +143,6 @@ class EmbeddedConfig(BaseModel):
     region: str | None
 
 
-def _frozen_affinity(value: Mapping[str, tuple[str, ...]]) -> Mapping[str, tuple[str, ...]]:
-    return MappingProxyType(dict(value))
-
-
-def _frozen_weights(value: Mapping[str, float]) -> Mapping[str, float]:
-    if any(w <= 0 for w in value.values()):
-        raise ValueError("weights must be greater than 0")
-    return MappingProxyType(dict(value))
-
-
-class CanaryConfig(BaseModel):
-    """``llm.routing.canary``: a share of traffic that rolls back by itself on a regression."""
-
-    model_config = _STRICT
-    provider: str | None
-    percent: float = Field(ge=0, le=100)
-    window: int = Field(ge=2)
-    max_error_rate: float = Field(ge=0, le=1)
-    max_ttft_ratio: float = Field(gt=0)
-    ttft_floor: Seconds = Field(ge=0)
-
-
-class RoutingConfig(BaseModel):
-    model_config = _STRICT
-    strategy: Literal["failover", "round_robin", "nearest", "quality", "canary", "affinity"]
-    region: str | None
-    canary_provider: str | None
-    """Deprecated spelling of ``canary.provider`` (used when ``canary.provider`` is null)."""
-    canary_percent: float = Field(ge=0, le=100)
-    """Deprecated spelling of ``canary.percent`` (used with ``canary_provider``)."""
-    canary: CanaryConfig
-    sticky: bool | None
-    """Sticky conversations; null = on when the chain has more than one provider."""
-    sticky_size: int = Field(ge=1)
-    sticky_ttl: Seconds = Field(gt=0)
-    weights: Annotated[Mapping[str, float], AfterValidator(_frozen_weights)]
-    """Round-robin weights of ollama / lmstudio / embedded (entries carry ``weight``)."""
-    affinity: Annotated[Mapping[str, tuple[str, ...]], AfterValidator(_frozen_affinity)]
-    """Read-only (a ``MappingProxyType``): the config is frozen all the way down."""
-
-    @property
-    def canary_target(self) -> tuple[str | None, float]:
-        """(canary provider, percent): ``canary`` first, else the deprecated flat keys."""
-        if self.canary.provider is not None:
-            return self.canary.provider, self.canary.percent
-        return self.canary_provider, self.canary_percent
-
-    @field_serializer("affinity")
-    def _plain_affinity(self, value: Mapping[str, tuple[str, ...]]) -> dict[str, list[str]]:
-        return {k: list(v) for k, v in value.items()}
-
-    @field_serializer("weights")
-    def _plain_weights(self, value: Mapping[str, float]) -> dict[str, float]:
-        return dict(value)
-
-
-class HedgeConfig(BaseModel):
-    model_config = _STRICT
-    enabled: bool
-    delay_factor: float = Field(gt=0)
-    min_delay: Seconds = Field(gt=0)
-    max_percent: float = Field(ge=0, le=100)
-    embedded: bool
-
-
-class RetryConfig(BaseModel):
-    model_config = _STRICT
-    attempts: int = Field(ge=0, le=10)
-    backoff: Seconds = Field(gt=0)
-    backoff_max: Seconds = Field(gt=0)
-    deadline: Seconds = Field(gt=0)
-
-
-class WarmStandbyConfig(BaseModel):
-    model_config = _STRICT
-    enabled: bool
-    interval: Seconds = Field(gt=0)
-    keep_for: Seconds = Field(gt=0)
-
-
 class LLMConfig(BaseModel):
     model_config = _STRICT
     provider: str
@@ -283,8 +205,8 @@ class DemiConfig(BaseModel):
 
     Defaults live in one place, ``defaults.yaml``: these models declare only types and
     bounds (every key is required), so a default missing from the YAML fails at start-up
-    instead of silently taking a second value from code. Exceptions: the entries of
-    ``llm.providers`` (see :class:`OpenAICompatConfig`) and ``llm.embedded``'s fields.
+    instead of silently taking a second value from code. The one exception: the entries
+    of ``llm.providers`` (see :class:`ProviderEntry`).
     """
 
     model_config = _STRICT

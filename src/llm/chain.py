@@ -29,11 +29,11 @@ from .errors import (
     RequestError,
 )
 from .health import HealthMonitor
-from .hedge import Attempt, HedgePolicy, first_token
+from .hedge import Attempt, HedgePolicy, aclose_chunks, first_chunk, first_token
 from .pool import ProviderPool
 from .provider import Provider
 from .report import Reporter
-from .requests import ChatOptions
+from .requests import ChatOptions, request_for
 from .retry import RetryPolicy
 from .routing import Outcome, RouteContext, Strategy
 from .stream import Continuation, ReplyStream, Resume
@@ -191,7 +191,7 @@ class ChainWalker:
             self.reporter.trying(name)
             request = self._request_for(self.pool[name].provider, msgs, opts)
             chunks = self.pool[name].provider.stream(request).__aiter__()
-            task = asyncio.ensure_future(_first_chunk(name, chunks))
+            task = asyncio.ensure_future(first_chunk(name, chunks))
             return Attempt(name, request, chunks, time.perf_counter(), task)
 
         def failed(att: Attempt, exc: BaseException) -> None:
@@ -265,14 +265,14 @@ class ChainWalker:
             request = self._request_for(provider, msgs, opts)
             chunks = provider.stream(request).__aiter__()
             try:
-                first = await _first_chunk(name, chunks)
+                first = await first_chunk(name, chunks)
             except ProviderError as again:
-                await _aclose(chunks)
+                await aclose_chunks(chunks)
                 self._failed(name, again)
                 errors.append(again)
                 continue
             except BaseException:
-                await _aclose(chunks)
+                await aclose_chunks(chunks)
                 raise
             return self._reply(name, request, first, chunks, errors, True, started)
         return None
@@ -298,12 +298,12 @@ class ChainWalker:
             started = time.perf_counter()
             chunks = provider.stream(request).__aiter__()
             try:
-                first = await _first_chunk(name, chunks)
+                first = await first_chunk(name, chunks)
             except RequestError:  # the server refused the prefill: not its failure, skip it
-                await _aclose(chunks)
+                await aclose_chunks(chunks)
                 continue
             except ProviderError as exc:
-                await _aclose(chunks)
+                await aclose_chunks(chunks)
                 self._failed(name, exc)
                 self._on_change("request")
                 if (isinstance(exc, EmbeddedModelLoading) and name not in loading
@@ -312,7 +312,7 @@ class ChainWalker:
                     queue.append(name)
                 continue
             except BaseException:
-                await _aclose(chunks)
+                await aclose_chunks(chunks)
                 raise
             self.reporter.continued(used, name, len(text))
             return Continuation(
@@ -353,21 +353,8 @@ class ChainWalker:
     def _request_for(
         self, provider: Provider, msgs: list[dict[str, Any]], opts: ChatOptions,
     ) -> ChatRequest:
-        window = provider.context_window
-        reply_budget = min(opts.max_tokens or self.policy.max_tokens, window // 2)
-        model_key = f"{provider.name}:{provider.model}"
-        fitted, report = self.tokens.fit(msgs, window - reply_budget, model_key)
-        if report.dropped or report.shortened:
-            self.reporter.logger.debug(
-                "Trimmed conversation for %s: dropped %d message(s), shortened %d "
-                "(about %d tokens for a budget of %d)",
-                provider.name, report.dropped, report.shortened,
-                report.estimated_tokens, report.budget,
-            )
-        return ChatRequest(
-            messages=fitted, model=opts.model_for(provider.name), temperature=opts.temperature,
-            max_tokens=opts.max_tokens, stop=opts.stop, options=opts.extra,
-        )
+        return request_for(provider, msgs, opts, self.tokens, self.policy.max_tokens,
+                           self.reporter.logger)
 
     # -- outcomes --------------------------------------------------------------------------
     def _failed(self, name: str, exc: ProviderError) -> None:
@@ -411,24 +398,3 @@ class ChainWalker:
         self.tokens.calibrate(f"{provider.name}:{provider.model}", request.messages,
                               final.prompt_tokens)
         self.reporter.history.record_request(name, fallback)
-
-
-async def _first_chunk(name: str, chunks: AsyncIterator[ChatChunk]) -> ChatChunk:
-    """Read until the first text or the end; nothing reaches the caller before this.
-
-    A continuation whose first chunk is the final one is fine: the cut came right at the
-    end of the answer.
-    """
-    while True:
-        try:
-            chunk = await chunks.__anext__()
-        except StopAsyncIteration:
-            raise ProviderError(name, "the reply ended before any text") from None
-        if chunk.text or chunk.done:
-            return chunk
-
-
-async def _aclose(chunks: AsyncIterator[ChatChunk]) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        await aclose()

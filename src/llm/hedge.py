@@ -177,3 +177,24 @@ async def first_token(
         for att in pending:
             await att.cancel()
         raise
+
+
+async def first_chunk(name: str, chunks: AsyncIterator[ChatChunk]) -> ChatChunk:
+    """Read until the first text or the end; nothing reaches the caller before this.
+
+    A continuation whose first chunk is the final one is fine: the cut came right at the
+    end of the answer.
+    """
+    while True:
+        try:
+            chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            raise ProviderError(name, "the reply ended before any text") from None
+        if chunk.text or chunk.done:
+            return chunk
+
+
+async def aclose_chunks(chunks: AsyncIterator[ChatChunk]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()
