@@ -16,16 +16,14 @@ import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
-
-from src.core.config import HedgeConfig, LLMConfig, RetryConfig
 
 from .errors import (
     AllProvidersFailed,
     CannotExpress,
     EmbeddedModelLoading,
     ProviderError,
+    ProviderTimeout,
     RequestError,
 )
 from .health import HealthMonitor
@@ -39,25 +37,7 @@ from .routing import Outcome, RouteContext, Strategy
 from .stream import Continuation, ReplyStream, Resume
 from .tokens import TokenEstimator
 from .types import ChatChunk, ChatRequest
-
-
-@dataclass(frozen=True, slots=True)
-class WalkPolicy:
-    """The config values the walk reads, built once."""
-
-    max_tokens: int
-    health_check_wait: float
-    load_wait: float
-    fallback_enabled: bool
-    mid_stream: str
-    hedge: HedgeConfig
-    retry: RetryConfig
-
-    @classmethod
-    def from_config(cls, llm: LLMConfig) -> WalkPolicy:
-        return cls(max_tokens=llm.max_tokens, health_check_wait=llm.health_check_wait,
-                   load_wait=llm.embedded.load_wait, fallback_enabled=llm.enable_fallback,
-                   mid_stream=llm.mid_stream, hedge=llm.hedge, retry=llm.retry)
+from .walk_policy import WalkPolicy
 
 
 class ChainWalker:
@@ -233,6 +213,14 @@ class ChainWalker:
             self.hedge.observe_ttft(winner.name, ttft)
             hedge_won = winner is not att
             self.hedge.hedge_wins += hedge_won
+            if hedge_won and att.task.cancelled():
+                # Silent past the hedge delay while another provider answered: a hung
+                # server must open its circuit now, not after a full first-token timeout
+                # on some later request that found the hedge budget spent.
+                self._failed(att.name, ProviderTimeout(
+                    att.name, f"no first token within {delay:g}s; "
+                    f"{self.pool[winner.name].provider.display_name} answered first"))
+                self._on_change("request")
             # A fallback happened if anything the strategy preferred was down or failed.
             ahead = preferred[: preferred.index(winner.name)]
             fallback = (bool(errors) or hedge_won

@@ -29,7 +29,7 @@ from src.core.config import DemiConfig
 from . import embeddings
 from .breaker import BreakerPolicy, BreakerState
 from .canary import CanaryStrategy
-from .chain import ChainWalker, WalkPolicy
+from .chain import ChainWalker
 from .clock import Clock, SystemClock
 from .errors import Closed, ConfigError, UnknownProviderError
 from .factory import build_providers, last_resort, make_strategy, provider_weights, resolve_chain
@@ -45,6 +45,7 @@ from .standby import WarmStandby
 from .status import StatusTracker
 from .stream import ReplyStream
 from .types import ChatResult, Embeddings, Message
+from .walk_policy import WalkPolicy
 
 __all__ = ["LMStudioInference", "OllamaInference", "UnifiedLLMInference"]
 

@@ -21,13 +21,17 @@ HEDGE = {"enabled": True, "min_delay": 0.2, "delay_factor": 2.0, "max_percent": 
 async def test_hung_primary_is_hedged_and_the_loser_disconnected(
     make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer
 ) -> None:
-    """Ollama hangs: LM Studio answers via a hedge; Ollama's connection is closed, not failed."""
+    """Ollama hangs: LM Studio answers via a hedge; Ollama's connection is closed, and its
+    circuit opens at once, so the next request does not wait for it again."""
     fake_ollama.control(mode="hang")
     async with make_llm(hedge=HEDGE, **SLOW) as llm:
         async with asyncio.timeout(20):
             result = await llm.chat_detailed(HI)
         report = llm.status_report()
-        assert llm.provider_status("ollama")["circuit"] == "closed"  # slow is not failed
+        ollama = llm.provider_status("ollama")
+        assert ollama["circuit"] == "open"
+        assert "no first token within 0.2s; LMStudio answered first" in ollama["last_error"]
+        assert llm.active_provider == "lmstudio"
     assert (result.provider, result.text) == ("lmstudio", LMSTUDIO_REPLY)
     assert result.fallback_used and result.attempts == ()
     assert report["hedge"] == {"enabled": True, "requests": 1, "hedged": 1, "hedge_wins": 1}
