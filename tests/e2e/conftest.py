@@ -5,10 +5,12 @@ Each test gets its own fakes (tests kill and restart them) and its own conductor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import ollama
+import openai
 import pytest
 
 from src.testing.fakes.launcher import FakeServer
@@ -60,3 +62,21 @@ def make_demi(
 def demi(make_demi: MakeConductor) -> ConductorProcess:
     """A running conductor process with the default e2e settings."""
     return make_demi()
+
+
+@pytest.fixture
+async def oai(demi: ConductorProcess) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The real ``openai`` client on the test's conductor (no retries, so errors show)."""
+    async with openai.AsyncOpenAI(base_url=f"{demi.url}/v1", api_key="x", max_retries=0,
+                                  timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def oll(demi: ConductorProcess) -> AsyncIterator[ollama.AsyncClient]:
+    """The real ``ollama`` client on the test's conductor."""
+    client = ollama.AsyncClient(host=demi.url, timeout=30)
+    try:
+        yield client
+    finally:
+        await client.close()

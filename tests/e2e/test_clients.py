@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import ollama
 import openai
 import pytest
@@ -14,22 +12,6 @@ from tests.e2e.helpers import (
     OLLAMA_REPLY,
     ConductorProcess,
 )
-
-
-@pytest.fixture
-async def oai(demi: ConductorProcess) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=f"{demi.url}/v1", api_key="x", max_retries=0,
-                                  timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
-async def oll(demi: ConductorProcess) -> AsyncIterator[ollama.AsyncClient]:
-    client = ollama.AsyncClient(host=demi.url, timeout=10)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def test_openai_client_non_streaming(oai: openai.AsyncOpenAI) -> None:

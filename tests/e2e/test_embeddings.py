@@ -3,8 +3,6 @@ names the key when no provider has an embedding model."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import ollama
 import openai
 import pytest
@@ -28,20 +26,6 @@ def demi(make_demi: MakeConductor, ollama_fake: FakeServer,
                           "LMSTUDIO_EMBEDDING_MODEL": LMSTUDIO_EMBED})
 
 
-@pytest.fixture
-async def oai(demi: ConductorProcess) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=f"{demi.url}/v1", api_key="x", max_retries=0,
-                                  timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
-async def oll(demi: ConductorProcess) -> AsyncIterator[ollama.AsyncClient]:
-    client = ollama.AsyncClient(host=demi.url, timeout=30)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def close(got: list[float], want: list[float]) -> bool:

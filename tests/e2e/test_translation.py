@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import ollama
@@ -40,20 +39,6 @@ def upstream(request: pytest.FixtureRequest, demi: ConductorProcess,
     return fake
 
 
-@pytest.fixture
-async def oai(demi: ConductorProcess) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=f"{demi.url}/v1", api_key="x", max_retries=0,
-                                  timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
-async def oll(demi: ConductorProcess) -> AsyncIterator[ollama.AsyncClient]:
-    client = ollama.AsyncClient(host=demi.url, timeout=30)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def sent(fake: FakeServer) -> dict[str, Any]:
