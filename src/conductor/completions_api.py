@@ -20,6 +20,7 @@ from src.llm.types import ChatChunk
 from .bodies import parse_body
 from .encoders import SSE_TYPE, Collected, finish_reason
 from .errors import ApiError, openai_error_body
+from .openai_api import check_model
 from .openai_bodies import CompletionBody
 from .relay import answer
 from .state import ConductorState
@@ -89,10 +90,7 @@ class CompletionRoutes:
     async def completions(self, request: web.Request) -> web.StreamResponse:
         state = self.state
         body = await parse_body(request, state.max_body, CompletionBody)
-        if body.model not in state.catalog:
-            raise ApiError(404, f"The model '{body.model}' does not exist on this DEMI server;"
-                           " use one of: " + ", ".join(state.catalog.names),
-                           param="model", code="model_not_found")
+        check_model(state, body.model)
         messages = [{"role": "user", "content": body.text()}]
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 

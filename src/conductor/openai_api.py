@@ -75,13 +75,8 @@ class OpenAIRoutes:
         return web.Response(body=_dumps(entry).encode(), content_type=JSON_TYPE)
 
     def _check_model(self, model: str) -> None:
-        if model not in self.state.catalog:
-            raise ApiError(
-                404,
-                f"The model '{model}' does not exist on this DEMI server; use one of: "
-                + ", ".join(self.state.catalog.names),
-                param="model", code="model_not_found",
-            )
+        check_model(self.state, model)
+
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         state = self.state
@@ -98,3 +93,14 @@ class OpenAIRoutes:
 
         return await answer(state, request, messages, body.options(),
                             stream=sse if body.stream else None, whole=whole)
+
+
+def check_model(state: ConductorState, model: str) -> None:
+    """A 404 in OpenAI's shape, listing the names DEMI serves, for a model it does not."""
+    if model not in state.catalog:
+        raise ApiError(
+            404,
+            f"The model '{model}' does not exist on this DEMI server; use one of: "
+            + ", ".join(state.catalog.names),
+            param="model", code="model_not_found",
+        )

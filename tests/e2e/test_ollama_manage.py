@@ -3,22 +3,11 @@ model pull with streamed progress, copy and delete, and a clear 502 when Ollama 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import ollama
 import pytest
 
 from src.testing.fakes.launcher import FakeServer
-from tests.e2e.helpers import OLLAMA_MODEL, ConductorProcess
-
-
-@pytest.fixture
-async def oll(demi: ConductorProcess) -> AsyncIterator[ollama.AsyncClient]:
-    client = ollama.AsyncClient(host=demi.url, timeout=30)
-    try:
-        yield client
-    finally:
-        await client.close()
+from tests.e2e.helpers import OLLAMA_MODEL
 
 
 async def test_preload_and_unload_reach_ollama(
