@@ -1,5 +1,5 @@
 """``python -m src.conductor``: the command line (serves the HTTP API when given no command)."""
 
-from .cli import main
+from .cli.main import main
 
 main()

@@ -24,7 +24,7 @@ from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic_core import PydanticCustomError
 
-from .errors import ApiError, body_too_large
+from .http.errors import ApiError, body_too_large
 
 # -- reading ----------------------------------------------------------------------------
 

@@ -19,10 +19,9 @@ import json
 import time
 from typing import Any, Protocol
 
-from src.llm.stream import ReplyStream
-from src.llm.types import ChatChunk, ToolCall
-
-from .errors import ApiError, openai_error_body
+from ..llm.types import ChatChunk, ToolCall
+from ..llm.walk.reply import ReplyStream
+from .http.errors import ApiError, openai_error_body
 
 SSE_TYPE = "text/event-stream"
 NDJSON_TYPE = "application/x-ndjson"

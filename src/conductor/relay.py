@@ -26,13 +26,12 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from src.llm.errors import AllProvidersFailed, Closed, RequestError, StreamInterrupted
-from src.llm.stream import ReplyStream
-from src.llm.types import ChatChunk
-
+from ..llm.errors import AllProvidersFailed, Closed, RequestError, StreamInterrupted
+from ..llm.types import ChatChunk
+from ..llm.walk.reply import ReplyStream
 from .encoders import Collected, StreamEncoder
-from .errors import JSON_TYPE, ApiError, internal_error, log_bug
-from .state import ConductorState
+from .http.errors import JSON_TYPE, ApiError, internal_error, log_bug
+from .http.state import ConductorState
 
 WholeEncoder = Callable[[Collected], bytes]
 WORKLOAD_HEADER = "X-DEMI-Workload"

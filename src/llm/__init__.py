@@ -19,7 +19,7 @@ from .errors import (
     UnknownProviderError,
 )
 from .inference import LMStudioInference, OllamaInference, UnifiedLLMInference
-from .provider import Provider
+from .providers.base import Provider
 from .types import ChatChunk, ChatRequest, ChatResult, HealthReport
 
 __all__ = [

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from src.core.errors import ConfigError, DemiError
+from ..core.errors import ConfigError, DemiError
 
 
 class UnknownProviderError(DemiError, ValueError):

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 
-from src.core.config import DemiConfig, LLMConfig, OllamaConfig, ProviderEntry, RoutingConfig
-
-from .canary import CanaryStrategy
-from .provider import Provider, Timeouts
+from ..core.config import DemiConfig, LLMConfig, OllamaConfig, ProviderEntry, RoutingConfig
+from .providers.base import Provider, Timeouts
 from .providers.lmstudio import LMStudioInference
 from .providers.ollama import OllamaInference
 from .providers.openai_compat import OpenAICompatProvider
 from .report import EMBEDDED, LMSTUDIO, OLLAMA
-from .routing import (
+from .routing.canary import CanaryStrategy
+from .routing.sticky import StickyStrategy, StickyTable
+from .routing.strategies import (
     AffinityStrategy,
     FailoverStrategy,
     NearestStrategy,
@@ -25,7 +25,6 @@ from .routing import (
     RoundRobinStrategy,
     Strategy,
 )
-from .sticky import StickyStrategy, StickyTable
 
 
 def build_providers(config: DemiConfig, logger: logging.Logger) -> dict[str, Provider]:

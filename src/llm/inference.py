@@ -24,28 +24,27 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from src.core.config import DemiConfig
-
-from . import embeddings
-from .breaker import BreakerPolicy, BreakerState
-from .canary import CanaryStrategy
-from .chain import ChainWalker
+from ..core.config import DemiConfig
 from .clock import Clock, SystemClock
 from .errors import Closed, ConfigError, UnknownProviderError
 from .factory import build_providers, last_resort, make_strategy, provider_weights, resolve_chain
-from .health import HealthMonitor
-from .pool import ProviderPool
-from .provider import Provider
+from .options import parse_options, validate_messages
+from .providers.base import Provider
 from .providers.lmstudio import LMStudioInference
 from .providers.ollama import OllamaInference
 from .report import LMSTUDIO, OLLAMA, Reporter
-from .requests import parse_options, validate_messages
-from .routing import Strategy
-from .standby import WarmStandby
-from .status import StatusTracker
-from .stream import ReplyStream
+from .routing.canary import CanaryStrategy
+from .routing.strategies import Strategy
+from .state.breaker import BreakerPolicy, BreakerState
+from .state.health import HealthMonitor
+from .state.history import StatusTracker
+from .state.registry import ProviderPool
+from .state.standby import WarmStandby
 from .types import ChatResult, Embeddings, Message
-from .walk_policy import WalkPolicy
+from .walk import embeddings
+from .walk.policy import WalkPolicy
+from .walk.reply import ReplyStream
+from .walk.walker import ChainWalker
 
 __all__ = ["LMStudioInference", "OllamaInference", "UnifiedLLMInference"]
 

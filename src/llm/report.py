@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import AllProvidersFailed, ProviderError
-from .pool import ProviderPool
-from .status import StatusTracker
+from .state.history import StatusTracker
+from .state.registry import ProviderPool
 from .types import HealthReport
 
 OLLAMA = "ollama"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from src.conductor.app import create_app
+from src.conductor.http.app import create_app
 from src.llm.inference import UnifiedLLMInference
 from src.testing.fakes.launcher import FakeServer
 

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from src.conductor.cli import app
+from src.conductor.cli.main import app
 from src.core.config import DemiConfig
 from src.testing.fakes.launcher import free_port
 from tests.cli.helpers import HANG_GUARD, Demi
 
-SERVER = "src.conductor.server"
+SERVER = "src.conductor.http.server"
 
 
 @pytest.fixture
@@ -109,14 +109,6 @@ def test_bad_port_exits_2(stub_server: list[dict[str, Any]]) -> None:
     assert result.exit_code == 2
     assert "conductor.port" in result.output
     assert stub_server == []
-
-
-def test_missing_server_module_is_reported(monkeypatch: pytest.MonkeyPatch, isolated: None) -> None:
-    """Without src/conductor/server.py, serve says so in one line and exits 1."""
-    monkeypatch.setitem(sys.modules, SERVER, None)
-    result = CliRunner().invoke(app, ["serve"])
-    assert result.exit_code == 1
-    assert "src/conductor/server.py" in result.output
 
 
 def _read_until(proc: subprocess.Popen[str], marker: str) -> str:

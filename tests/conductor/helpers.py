@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from src.conductor.app import STATE_KEY
-from src.conductor.state import ConductorState
+from src.conductor.http.app import STATE_KEY
+from src.conductor.http.state import ConductorState
 from src.llm.inference import UnifiedLLMInference
 from src.testing.fakes.launcher import FakeServer
 

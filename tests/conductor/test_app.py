@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from src.conductor.server import create_app
+from src.conductor.http.server import create_app
 from src.llm.errors import Closed
 from src.llm.inference import UnifiedLLMInference
 from src.testing.fakes.launcher import FakeServer

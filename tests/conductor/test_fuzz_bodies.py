@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from src.conductor.bodies import validate
-from src.conductor.errors import ApiError
-from src.conductor.ollama_bodies import ChatBody, GenerateBody
-from src.conductor.openai_bodies import ChatCompletionBody
+from src.conductor.http.errors import ApiError
+from src.conductor.ollama.bodies import ChatBody, GenerateBody
+from src.conductor.openai.bodies import ChatCompletionBody
 from tests.conductor.helpers import Conductor
 
 NAN = float("nan")

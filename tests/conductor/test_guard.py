@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from src.conductor.guard import check_exposure, is_loopback
+from src.conductor.http.guard import check_exposure, is_loopback
 from src.core.errors import ConfigError
 from tests.conductor.conftest import MakeConductor
 from tests.conductor.helpers import HI, Conductor, sse_json

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from src.conductor.metrics import reason_class
-from src.conductor.models import ModelCatalog
-from src.conductor.server import _public_url, example_curl
+from src.conductor.catalog import ModelCatalog
+from src.conductor.http.metrics import reason_class
+from src.conductor.http.server import _public_url, example_curl
 from src.llm.errors import (
     ModelNotFound,
     ProviderBusy,

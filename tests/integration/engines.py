@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from src.core.config import DemiConfig
-from src.llm.provider import Timeouts
+from src.llm.providers.base import Timeouts
 from src.llm.providers.embedded import EmbeddedProvider, embedded_available
 
 LOAD_TIMEOUT = 120.0

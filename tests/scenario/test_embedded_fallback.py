@@ -11,7 +11,7 @@ from src.core.config import DemiConfig
 from src.llm import UnifiedLLMInference
 from src.llm.errors import EmbeddedModelLoading
 from src.llm.factory import build_providers
-from src.llm.provider import Provider
+from src.llm.providers.base import Provider
 from src.llm.types import ChatChunk, ChatRequest, HealthReport
 from tests.conftest import HI, LogCapture, dead_url, llm_config
 

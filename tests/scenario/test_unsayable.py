@@ -12,8 +12,8 @@ from src.core.config import DemiConfig
 from src.llm import UnifiedLLMInference
 from src.llm.errors import AllProvidersFailed, CannotExpress, RequestError
 from src.llm.factory import build_providers
-from src.llm.provider import Provider, Timeouts
 from src.llm.providers._translate import check_text_only
+from src.llm.providers.base import Provider, Timeouts
 from src.llm.providers.embedded import EmbeddedProvider
 from src.llm.types import ChatChunk, ChatRequest, HealthReport
 from tests.conftest import HI, LogCapture, dead_url, llm_config

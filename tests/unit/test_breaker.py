@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from src.core.config import DemiConfig
-from src.llm.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from src.llm.clock import ManualClock
+from src.llm.state.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 
 POLICY = BreakerPolicy(failure_threshold=1, recovery_successes=2, probe_interval=0.5,
                        backoff_max=30.0)

@@ -10,10 +10,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-from src.llm.breaker import BreakerPolicy
-from src.llm.health import HealthMonitor
-from src.llm.pool import ProviderPool, ProviderState
-from src.llm.provider import Provider
+from src.llm.providers.base import Provider
+from src.llm.state.breaker import BreakerPolicy
+from src.llm.state.health import HealthMonitor
+from src.llm.state.registry import ProviderPool, ProviderState
 from src.llm.types import ChatChunk, ChatRequest, HealthReport
 from tests.conftest import SteppingClock
 from tests.waiting import wait_until

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from src.core.config import HedgeConfig
-from src.llm.hedge import HedgePolicy
+from src.llm.walk.hedge import HedgePolicy
 
 
 def _policy(**kw: object) -> HedgePolicy:

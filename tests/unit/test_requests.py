@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from src.llm.errors import RequestError
-from src.llm.requests import parse_options, validate_messages
+from src.llm.options import parse_options, validate_messages
 
 
 @pytest.mark.parametrize(

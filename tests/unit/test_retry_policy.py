@@ -10,7 +10,7 @@ from src.llm.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from src.llm.retry import RetryPolicy
+from src.llm.walk.retry import RetryPolicy
 
 DOWN = ProviderUnavailable("ollama", "Connection refused")
 

@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 
 from src.core.config import DemiConfig
-from src.llm.canary import CanaryStrategy
 from src.llm.factory import last_resort, make_strategy, provider_weights
-from src.llm.routing import (
+from src.llm.routing.canary import CanaryStrategy
+from src.llm.routing.strategies import (
     AffinityStrategy,
     FailoverStrategy,
     NearestStrategy,
@@ -20,7 +20,7 @@ from src.llm.routing import (
     RouteContext,
     Strategy,
 )
-from src.llm.stats import ProviderStats
+from src.llm.state.stats import ProviderStats
 
 CHAIN = ["ollama", "lmstudio", "embedded"]
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from src.core.config import DemiConfig
 from src.llm.factory import make_strategy
-from src.llm.routing import Outcome, RoundRobinStrategy, RouteContext
-from src.llm.sticky import StickyStrategy, StickyTable, prefix_digests
+from src.llm.routing.sticky import StickyStrategy, StickyTable, prefix_digests
+from src.llm.routing.strategies import Outcome, RoundRobinStrategy, RouteContext
 
 CHAIN = ["a", "b", "embedded"]
 

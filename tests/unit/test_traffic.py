@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from src.llm.clock import ManualClock
-from src.llm.traffic import TrafficSeries
+from src.llm.state.traffic import TrafficSeries
 
 
 def test_buckets_count_requests_errors_and_mean_ttft() -> None:

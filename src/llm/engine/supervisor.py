@@ -349,10 +349,10 @@ class EngineSupervisor:
 
 
 def child_command(settings: dict[str, Any]) -> CommandBuilder:
-    """The real engine: ``python -m src.llm.engine.child`` with these settings."""
+    """The real engine: ``python -m <package>.llm.engine.child`` with these settings."""
 
     def build(status_fd: int, listen_fd: int) -> list[str]:
         payload = {**settings, "status_fd": status_fd, "listen_fd": listen_fd}
-        return [sys.executable, "-m", "src.llm.engine.child", json.dumps(payload)]
+        return [sys.executable, "-m", f"{__package__}.child", json.dumps(payload)]
 
     return build

@@ -30,8 +30,7 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
-from src.core.config import EmbeddedConfig
-
+from ...core.config import EmbeddedConfig
 from ..engine.supervisor import EngineSupervisor, RestartPolicy, child_command
 from ..errors import (
     EmbeddedModelLoading,
@@ -41,9 +40,9 @@ from ..errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from ..provider import Provider, Timeouts
 from ..types import ChatChunk, ChatRequest, HealthReport
 from ._translate import check_text_only, joined_text_parts
+from .base import Provider, Timeouts
 from .gguf import DEFAULT_FILE_LABEL, GGUF_PACKAGE, model_label
 from .openai_compat import OpenAICompatProvider
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 
-from src.core.config import LMStudioConfig
-
+from ...core.config import LMStudioConfig
 from ..errors import ProviderError, RequestError
-from ..provider import Timeouts
 from ..types import ChatRequest
 from ._errors import FOREIGN
+from .base import Timeouts
 from .openai_compat import OpenAICompatProvider, SessionFactory
 
 

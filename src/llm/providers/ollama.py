@@ -19,8 +19,7 @@ import httpx
 import ollama
 import pydantic
 
-from src.core.config import OllamaConfig
-
+from ...core.config import OllamaConfig
 from ..errors import (
     CannotExpress,
     ModelNotFound,
@@ -30,12 +29,12 @@ from ..errors import (
     ProviderUnavailable,
     RequestError,
 )
-from ..provider import POOL_LIMIT, Provider, Timeouts
 from ..types import ChatChunk, ChatRequest, Embeddings, HealthReport, ToolCall
 from ._aiohttp_transport import AiohttpTransport
 from ._errors import FOREIGN, connection_reason, malformed, map_foreign, map_status
 from ._timing import ReplyClock
 from ._translate import new_call_id, to_ollama
+from .base import POOL_LIMIT, Provider, Timeouts
 
 _FOREIGN: tuple[type[BaseException], ...] = (
     *FOREIGN, ollama.ResponseError, httpx.HTTPError, pydantic.ValidationError,

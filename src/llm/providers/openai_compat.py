@@ -23,7 +23,6 @@ from ..errors import (
     ProviderResponseError,
     RequestError,
 )
-from ..provider import POOL_LIMIT, Provider, Timeouts
 from ..types import ChatChunk, ChatRequest, Embeddings, HealthReport
 from ._errors import FOREIGN, error_text, malformed, map_foreign, map_status
 from ._timing import ReplyClock
@@ -34,6 +33,7 @@ from ._translate import (
     split_options,
     to_openai,
 )
+from .base import POOL_LIMIT, Provider, Timeouts
 
 __all__ = ["OpenAICompatProvider", "SessionFactory", "error_text"]
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from src.testing.fakes.tokens import fixed_tokens, split_tokens
+from .tokens import fixed_tokens, split_tokens
 
 MODES = ("ok", "hang", "status", "midstream_error", "cut", "malformed", "loading")
 ROUTE_SCOPES = ("chat", "health", "all")

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from aiohttp import web
 
-from src.testing.fakes.control import Hanging
+from .control import Hanging
 
 if TYPE_CHECKING:
-    from src.testing.fakes.control import Behaviour
+    from .control import Behaviour
 
 ErrorFactory = Callable[[int, "str | None"], web.Response]
 

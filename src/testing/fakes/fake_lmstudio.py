@@ -31,15 +31,15 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from src.testing.fakes.control import (
+from .control import (
     STATE,
     Behaviour,
     FakeState,
     add_control_routes,
     record_requests,
 )
-from src.testing.fakes.engine import answer_whole, base_arg_parser, dumps, preamble, serve
-from src.testing.fakes.openai_api import JSON_TYPE, OpenAIRoutes
+from .engine import answer_whole, base_arg_parser, dumps, preamble, serve
+from .openai_api import JSON_TYPE, OpenAIRoutes
 
 NO_MODELS = (
     "No models loaded. Please load a model in the developer page or use the `lms load` command."

@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from src.testing.fakes.abilities import json_text, ollama_schema, tool_call
-from src.testing.fakes.control import (
+from .abilities import json_text, ollama_schema, tool_call
+from .control import (
     INVALID_JSON,
     STATE,
     Behaviour,
@@ -36,7 +36,7 @@ from src.testing.fakes.control import (
     add_control_routes,
     record_requests,
 )
-from src.testing.fakes.engine import (
+from .engine import (
     StreamPlan,
     answer_stream,
     answer_whole,
@@ -49,9 +49,9 @@ from src.testing.fakes.engine import (
     prompt_tokens_for_text,
     serve,
 )
-from src.testing.fakes.ollama_manage import add_manage_routes
-from src.testing.fakes.openai_api import JSON_TYPE, OpenAIRoutes
-from src.testing.fakes.tokens import continue_from
+from .ollama_manage import add_manage_routes
+from .openai_api import JSON_TYPE, OpenAIRoutes
+from .tokens import continue_from
 
 VERSION = "0.12.6"
 MIDSTREAM_MESSAGE = "an error was encountered while running the model: unexpected EOF"

@@ -91,7 +91,7 @@ class FakeServer:
         cmd = [
             sys.executable,
             "-m",
-            f"src.testing.fakes.fake_{self.kind}",
+            f"{__package__}.fake_{self.kind}",
             "--host",
             "127.0.0.1",
             "--port",

@@ -15,9 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
-from src.testing.fakes.abilities import embedding
-from src.testing.fakes.control import STATE, FakeState
-from src.testing.fakes.engine import dumps
+from .abilities import embedding
+from .control import STATE, FakeState
+from .engine import dumps
 
 NDJSON = "application/x-ndjson"
 

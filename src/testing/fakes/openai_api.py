@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from src.testing.fakes.abilities import embedding, json_text, openai_schema, tool_call
-from src.testing.fakes.control import INVALID_JSON, STATE, Behaviour, FakeState
-from src.testing.fakes.engine import (
+from .abilities import embedding, json_text, openai_schema, tool_call
+from .control import INVALID_JSON, STATE, Behaviour, FakeState
+from .engine import (
     StreamPlan,
     answer_stream,
     answer_whole,
@@ -30,7 +30,7 @@ from src.testing.fakes.engine import (
     prompt_tokens_for_messages,
     prompt_tokens_for_text,
 )
-from src.testing.fakes.tokens import continue_from
+from .tokens import continue_from
 
 SSE_HEADERS = {"Cache-Control": "no-cache"}
 JSON_TYPE = "application/json; charset=utf-8"

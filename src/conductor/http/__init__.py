@@ -1,0 +1,1 @@
+"""The HTTP server: app, middleware, errors, guard, metrics, admin routes."""

@@ -1,0 +1,1 @@
+"""The Ollama face: /api/chat, /api/generate, /api/embed, model management."""

@@ -1,0 +1,105 @@
+"""Calls only an Ollama server can answer, forwarded to the configured one as they are.
+
+Model management (``/api/pull``, ``/api/push``, ``/api/delete``, ``/api/copy``,
+``/api/create``) acts on Ollama's model store, so it goes to the Ollama provider's server
+and its answer comes back untouched: status, content type and body, streamed progress
+lines included, chunk by chunk as Ollama writes them. No failover: another provider has
+no such store. When Ollama cannot be reached the caller gets a 502 that says so.
+
+Preload and unload (``/api/chat`` with no messages, ``/api/generate`` with no prompt, with
+or without ``keep_alive: 0``) go there too, but they are hints: with Ollama down or not
+configured, DEMI answers as Ollama would (``done_reason`` ``load`` / ``unload``), since the
+fallback providers load their models on demand.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ..encoders import created_at
+from ..http.errors import JSON_TYPE, ApiError
+from ..http.state import ConductorState
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_PASSED_HEADERS = ("Content-Type",)
+
+
+def unloads(keep_alive: Any) -> bool:
+    """``keep_alive`` 0 (number or string) asks Ollama to unload the model now."""
+    return keep_alive in (0, "0", "0s", "0m", "0h") or keep_alive == 0.0
+
+
+class OllamaForwarder:
+    """Forwards one request to the Ollama provider's server (one short-lived session each)."""
+
+    def __init__(self, state: ConductorState) -> None:
+        self.state = state
+
+    def _base_url(self) -> str | None:
+        provider = self.state.llm.ollama
+        return provider.base_url if provider is not None else None
+
+    def ollama_model(self, requested: str) -> str:
+        """The Ollama model a DEMI name means: itself if it is Ollama's, else the configured one."""
+        provider = self.state.llm.ollama
+        if provider is None or requested not in self.state.catalog:
+            return requested
+        model = provider.model or requested
+        names = set(self.state.catalog.names)
+        return requested if requested == model or requested not in names else model
+
+    async def forward(self, request: web.Request, path: str, body: bytes) -> web.StreamResponse:
+        """Send ``body`` to Ollama's ``path`` with the same method; stream the answer back."""
+        base = self._base_url()
+        if base is None:
+            raise ApiError(502, f"{request.path} goes to an Ollama server, and none is "
+                           "configured: set llm.ollama.base_url")
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.state.config.llm.
+                                        connect_timeout)
+        resp: web.StreamResponse | None = None
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.request(
+                request.method, base + path, data=body,
+                headers={"Content-Type": JSON_TYPE},
+            ) as upstream:
+                resp = web.StreamResponse(status=upstream.status, headers={
+                    h: upstream.headers[h] for h in _PASSED_HEADERS if h in upstream.headers})
+                await resp.prepare(request)
+                async for piece in upstream.content.iter_any():
+                    await resp.write(piece)
+                await resp.write_eof()
+                return resp
+        except aiohttp.ClientError as exc:
+            if resp is not None and resp.prepared:  # cut half way: end as Ollama would
+                await resp.write_eof(_dumps({"error": "Ollama closed the connection"}).encode()
+                                     + b"\n")
+                return resp
+            raise ApiError(
+                502, f"Ollama at {base} is not reachable ({type(exc).__name__}): "
+                f"{request.path} needs the Ollama server; start it (ollama serve) and retry",
+            ) from None
+
+    async def load_or_unload(
+        self, request: web.Request, path: str, model: str, keep_alive: Any, chat: bool,
+    ) -> web.StreamResponse:
+        """Preload or unload ``model`` on Ollama; answered locally if Ollama is not there."""
+        body: dict[str, Any] = {"model": self.ollama_model(model), "stream": False}
+        if chat:
+            body["messages"] = []
+        if keep_alive is not None:
+            body["keep_alive"] = keep_alive
+        if self._base_url() is not None:
+            try:
+                return await self.forward(request, path, _dumps(body).encode())
+            except ApiError:
+                self.state.logger.debug("Ollama not reachable for a preload/unload of %s",
+                                        model)
+        answer: dict[str, Any] = {"model": model, "created_at": created_at()}
+        answer["message" if chat else "response"] = (
+            {"role": "assistant", "content": ""} if chat else "")
+        answer.update(done=True, done_reason="unload" if unloads(keep_alive) else "load")
+        return web.Response(body=_dumps(answer).encode(), content_type=JSON_TYPE)

@@ -1,0 +1,1 @@
+"""Routing strategies: the order providers are tried in."""

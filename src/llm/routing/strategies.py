@@ -1,0 +1,198 @@
+"""Routing strategies: each decides the order in which providers are tried for one request.
+
+A strategy only orders names; it never calls a provider, and the chain walk in
+``chain.py`` never knows which strategy is in force. Adding a strategy is adding a
+small class here and a name to ``STRATEGIES``.
+
+* ``failover``    the configured chain, primary first (the guide's behaviour).
+* ``round_robin`` smooth weighted round-robin over the providers that are up (``weight``);
+                  the rest stay behind as fallbacks.
+* ``nearest``     providers in ``routing.region`` first, then by measured time to first
+                  token of real requests (the guide's "geographic selection").
+* ``quality``     by a score from measured reliability and speed (``ProviderStats``).
+* ``canary``      ``canary.percent`` % of requests start at ``canary.provider``, rolled
+                  back by itself on a regression (``canary.py``).
+* ``affinity``    the request's ``workload`` (e.g. ``code``) picks preferred providers.
+
+Every strategy orders only the head of the chain: the ``last_resort`` providers (the
+embedded model, while it is last in the chain) stay at the end whatever the strategy
+measures, so a 270M model never takes a share of the traffic or wins on a 0 ms probe.
+The chain walk reports every request's outcome through :meth:`Strategy.observe`.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..state.stats import ProviderStats
+
+
+@dataclass(frozen=True, slots=True)
+class RouteContext:
+    """What a strategy may look at: who is up, their stats and regions, the workload."""
+
+    available: frozenset[str]
+    stats: Mapping[str, ProviderStats]
+    regions: Mapping[str, str | None]
+    workload: str | None = None
+    last_resort: frozenset[str] = frozenset()
+    messages: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one request went at one provider, as the chain walk saw it."""
+
+    provider: str
+    ok: bool
+    ttft: float | None = None
+    """Seconds from the request to the first text, failover included."""
+    messages: Sequence[Mapping[str, Any]] = ()
+    fallback: bool = False
+    """Served after other providers failed or were down: ``ttft`` includes their time."""
+
+
+class Strategy:
+    """Orders the head of the chain; subclasses override :meth:`_order` (and
+    :meth:`_preview` when ordering advances state or draws lots)."""
+
+    name = "failover"
+
+    def order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+        """The order to try providers in for one request (may advance internal state)."""
+        head = [n for n in chain if n not in ctx.last_resort]
+        return self._order(head, ctx) + [n for n in chain if n in ctx.last_resort]
+
+    def preview(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+        """The order most requests get now, without side effects: what ``active_provider``
+        and the switch log lines report."""
+        head = [n for n in chain if n not in ctx.last_resort]
+        return self._preview(head, ctx) + [n for n in chain if n in ctx.last_resort]
+
+    def _order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+        return list(chain)
+
+    def _preview(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+        return self._order(chain, ctx)
+
+    def observe(self, outcome: Outcome) -> None:
+        """A request finished or failed at a provider (strategies that learn override it)."""
+
+    def describe(self) -> dict[str, Any]:
+        """Extra state for ``/status`` (the canary's state, the sticky table's counts)."""
+        return {}
+
+
+class FailoverStrategy(Strategy):
+    name = "failover"
+
+
+class RoundRobinStrategy(Strategy):
+    """Smooth weighted round-robin (nginx's): over any run of requests each provider that
+    is up starts ``weight / total`` of them, interleaved rather than in bursts."""
+
+    name = "round_robin"
+
+    def __init__(self, weights: Mapping[str, float] | None = None) -> None:
+        self.weights = dict(weights or {})
+        self._current: dict[str, float] = {}
+
+    def _order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+        up = [n for n in chain if n in ctx.available]
+        if len(up) < 2:
+            return list(chain)
+        total = 0.0
+        for n in up:
+            weight = self.weights.get(n, 1.0)
+            self._current[n] = self._current.get(n, 0.0) + weight
+            total += weight
+        pick = max(up, key=lambda n: (self._current[n], -up.index(n)))
+        self._current[pick] -= total
+        return [pick, *(n for n in up if n != pick), *(n for n in chain if n not in up)]
+
+    def _preview(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+        """The rotation spreads load over equals; the chain order is the stable answer."""
+        return list(chain)
+
+
+class NearestStrategy(Strategy):
+    """Region first, then the measured time to first token of real requests.
+
+    A health probe's latency says how fast a server answers ``/api/tags``, not how fast
+    it starts a reply, so probes rank providers only until the first real request
+    finishes anywhere; after that a provider with no request yet ranks as the median of
+    the measured ones (neutral), not by its probe.
+    """
+
+    name = "nearest"
+
+    def __init__(self, region: str | None) -> None:
+        self.region = region
+
+    def _order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+        position = {n: i for i, n in enumerate(chain)}
+        measured = {n: s.ttft_ewma for n in chain
+                    if (s := ctx.stats.get(n)) is not None and s.ttft_ewma is not None}
+        neutral = statistics.median(measured.values()) if measured else None
+
+        def latency(n: str) -> float:
+            if n in measured:
+                return measured[n]
+            if neutral is not None:
+                return neutral
+            stats = ctx.stats.get(n)
+            probe = stats.probe_latency_ewma if stats is not None else None
+            return probe if probe is not None else float("inf")
+
+        def key(n: str) -> tuple[int, float, int]:
+            local = 0 if self.region and ctx.regions.get(n) == self.region else 1
+            return (local, latency(n), position[n])
+
+        return sorted(chain, key=key)
+
+
+class QualityStrategy(Strategy):
+    """By :meth:`ProviderStats.quality_score`: EWMAs of success, TTFT and tokens/s from
+    real requests. An untried provider has the neutral prior score (reliable, middling
+    speed), so it ranks below a measured fast one and above a measured slow one."""
+
+    name = "quality"
+
+    def _order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+        position = {n: i for i, n in enumerate(chain)}
+        neutral = ProviderStats().quality_score()
+
+        def key(n: str) -> tuple[float, int]:
+            stats = ctx.stats.get(n)
+            score = stats.quality_score() if stats is not None else neutral
+            return (-round(score, 3), position[n])
+
+        return sorted(chain, key=key)
+
+
+class AffinityStrategy(Strategy):
+    """The workload's preferred providers first. An entry ``tag:gpu`` stands for every
+    provider tagged ``gpu`` (in chain order), so a fleet grows without editing affinity."""
+
+    name = "affinity"
+
+    def __init__(
+        self, affinity: Mapping[str, Sequence[str]],
+        tags: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        self.affinity = {k: tuple(v) for k, v in affinity.items()}
+        self.tags = {k: tuple(v) for k, v in (tags or {}).items()}
+
+    def _order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+        preferred: list[str] = []
+        for entry in self.affinity.get(ctx.workload or "", ()):
+            tag = entry.removeprefix("tag:") if entry.startswith("tag:") else None
+            names = [n for n in chain if tag in self.tags.get(n, ())] if tag else [entry]
+            preferred += [n for n in names if n in chain and n not in preferred]
+        return preferred + [n for n in chain if n not in preferred]
+
+
+STRATEGIES = ("failover", "round_robin", "nearest", "quality", "canary", "affinity")

@@ -1,0 +1,1 @@
+"""Provider state with one owner: registry, breakers, health, stats, history."""

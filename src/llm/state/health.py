@@ -1,0 +1,173 @@
+"""Health checks: cached, de-duplicated, and run in the background independently of traffic.
+
+The guide's three promises live here: results are cached for ``health_check_interval``
+(60 s by default), a check runs before messages while DEMI is in fallback (the router asks
+for it through :meth:`HealthMonitor.maybe_probe`), and a background task keeps checking
+whether or not messages arrive.
+
+Two rules keep checks cheap: at most one probe per provider is in flight at any time (a
+second caller joins the first), and a message waits for a probe only briefly
+(``health_check_wait``), so a black-holed provider never adds its timeout to every message.
+What a report means for traffic is decided by the pool that owns the provider's state
+(:meth:`ProviderPool.record_report`), not here; the monitor owns only its probe tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..clock import Clock
+from ..types import HealthReport
+from .registry import ProviderPool, ProviderState
+
+
+class HealthMonitor:
+    """Runs the probes; the results go to the pool, which owns every provider's state."""
+
+    def __init__(
+        self,
+        pool: ProviderPool,
+        clock: Clock,
+        *,
+        interval: Callable[[], float],
+        logger: logging.Logger,
+    ) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._interval = interval
+        self._log = logger
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._probes: dict[str, asyncio.Task[HealthReport]] = {}
+        self._probe_started: dict[str, float] = {}
+
+    # -- probing -----------------------------------------------------------------------
+    def _in_flight(self, name: str) -> asyncio.Task[HealthReport] | None:
+        task = self._probes.get(name)
+        return task if task is not None and not task.done() else None
+
+    def probe(self, name: str) -> asyncio.Task[HealthReport]:
+        """Start a probe of ``name``, or return the one already in flight."""
+        task = self._in_flight(name)
+        if task is not None:
+            return task
+        self._probe_started[name] = self._clock.now()
+        task = self._probes[name] = asyncio.get_running_loop().create_task(
+            self._run_probe(name), name=f"demi-health-{name}"
+        )
+        return task
+
+    async def _run_probe(self, name: str) -> HealthReport:
+        st = self._pool[name]
+        try:
+            report = await st.provider.health()
+        except Exception as exc:
+            # health() never raises by contract, so this is a DEMI bug, not the provider's
+            # failure: log it with its traceback and leave the provider's state alone.
+            self._log.error("Unexpected %s in the %s health check (a DEMI bug)",
+                            type(exc).__name__, name, exc_info=exc)
+            self._pool.checked_without_result(name)  # retried after the interval
+            return st.report or HealthReport(
+                healthy=False, latency=0.0, error=f"internal error ({type(exc).__name__})"
+            )
+        self._log.debug(
+            "Health check %s: %s (%.1f ms)%s", name,
+            "healthy" if report.healthy else "unhealthy", report.latency * 1000,
+            f": {report.error}" if report.error else "",
+        )
+        self._pool.record_report(name, report)
+        return report
+
+    async def check(self, name: str, *, max_age: float | None = None) -> HealthReport:
+        """A report no older than ``max_age`` (default: the cache interval); probes if stale."""
+        st = self._pool[name]
+        age_limit = self._interval() if max_age is None else max_age
+        if (
+            st.report is not None and st.checked_at is not None
+            and self._clock.now() - st.checked_at < age_limit
+        ):
+            return st.report
+        return await self.probe(name)
+
+    async def check_all(self, *, max_age: float | None = None) -> dict[str, HealthReport]:
+        names = list(self._pool)
+        reports = await asyncio.gather(*(self.check(n, max_age=max_age) for n in names))
+        return dict(zip(names, reports, strict=True))
+
+    def due_at(self, name: str) -> float:
+        """When the next background probe of this provider is due."""
+        st: ProviderState = self._pool[name]
+        if st.checked_at is None:
+            return float("-inf")
+        if st.report is not None and st.report.loading:
+            # Still loading a model: look again soon, so it serves as soon as it is ready.
+            return st.checked_at + st.breaker.probe_interval
+        if st.breaker.allows_traffic:
+            return st.checked_at + self._interval()
+        last = max(st.checked_at, self._probe_started.get(name, st.checked_at))
+        return st.breaker.next_probe_at(last)
+
+    async def maybe_probe(self, name: str, wait: float) -> None:
+        """Probe ``name`` if due, and wait for the probe at most ``wait`` seconds from its start.
+
+        Used per message while in fallback. A probe started long ago (a hung server) costs
+        the message nothing; a quick one (a recovered server) is seen by this very message.
+        """
+        if self._in_flight(name) is None and self._clock.now() < self.due_at(name):
+            return
+        task = self.probe(name)
+        remaining = self._probe_started[name] + wait - self._clock.now()
+        if remaining <= 0 or task.done():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), remaining)
+
+    # -- background loop ---------------------------------------------------------------
+    def wake(self) -> None:
+        """Re-plan the background loop now (a breaker changed state)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._loop(), name="demi-health-monitor"
+            )
+
+    async def _loop(self) -> None:
+        while True:
+            now = self._clock.now()
+            for name in self._pool:
+                if self.due_at(name) <= now:
+                    self.probe(name)
+            pending = [t for t in map(self._in_flight, self._pool) if t is not None]
+            idle = [name for name in self._pool if self._in_flight(name) is None]
+            # Providers with a probe in flight are re-planned when it finishes, not polled.
+            next_due = min((self.due_at(n) for n in idle), default=now + self._interval())
+            delay = max(0.001, next_due - self._clock.now())
+            self._wake.clear()
+            sleeper = asyncio.ensure_future(self._clock.sleep(delay))
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                # A probe finishing also re-plans: its provider's next due time moved.
+                await asyncio.wait(
+                    [sleeper, waker, *pending], return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                sleeper.cancel()
+                waker.cancel()
+
+    async def stop(self) -> None:
+        tasks: list[asyncio.Task[Any]] = [self._task] if self._task is not None else []
+        tasks += [t for t in map(self._in_flight, self._pool) if t is not None]
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+        for task in tasks:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._task = None

@@ -1,0 +1,144 @@
+"""Provider state with one owner: health results, breaker and stats of every provider.
+
+Everything DEMI tracks about a provider changes here and only here: the health monitor
+hands in probe results (:meth:`ProviderPool.record_report`), the chain walk hands in the
+outcome of requests (:meth:`record_failure`, :meth:`record_success`). What a result means
+for traffic is decided here too: a failed start-up check opens the circuit at once (the
+provider was never seen up), a later one counts like a failed request, a provider still
+loading its model counts as neither.
+
+The pool calls back only through the two callables it is given (``on_breaker`` for a
+breaker that moved, ``on_change`` after a health result); it never calls the monitor,
+the chain walk or the facade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from ..clock import Clock
+from ..errors import ProviderError
+from ..providers.base import Provider
+from ..types import HealthReport
+from .breaker import BreakerPolicy, CircuitBreaker, Listener
+from .stats import ProviderStats
+from .traffic import TrafficSeries
+
+
+@dataclass(slots=True, eq=False)
+class ProviderState:
+    """Everything DEMI tracks about one provider."""
+
+    provider: Provider
+    breaker: CircuitBreaker
+    traffic: TrafficSeries
+    stats: ProviderStats = field(default_factory=ProviderStats)
+    report: HealthReport | None = None
+    checked_at: float | None = None
+    checked_wall: float | None = None
+    last_error: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Traffic may go here now: breaker closed and not known to be still loading."""
+        loading = self.report is not None and self.report.loading
+        return self.breaker.allows_traffic and not loading
+
+
+class ProviderPool:
+    """The providers of the chain, in failover order, with their state."""
+
+    def __init__(
+        self,
+        providers: Mapping[str, Provider],
+        clock: Clock,
+        policy: BreakerPolicy,
+        *,
+        on_breaker: Listener,
+        on_change: Callable[[str], None],
+    ) -> None:
+        self._clock = clock
+        self._on_change = on_change
+        self._states = {
+            name: ProviderState(
+                provider, CircuitBreaker(name, clock, policy, listener=on_breaker),
+                TrafficSeries(clock),
+            )
+            for name, provider in providers.items()
+        }
+        self.initial_check_done = False
+        """False until the start-up check of every provider finished."""
+
+    # -- reading -----------------------------------------------------------------------
+    def __getitem__(self, name: str) -> ProviderState:
+        return self._states[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._states
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._states)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def states(self) -> Iterator[ProviderState]:
+        return iter(self._states.values())
+
+    def usable(self) -> frozenset[str]:
+        return frozenset(n for n, st in self._states.items() if st.usable)
+
+    def display(self, name: str) -> str:
+        st = self._states.get(name)
+        return st.provider.display_name if st else name
+
+    # -- health results ----------------------------------------------------------------
+    def record_report(self, name: str, report: HealthReport) -> None:
+        """A health probe finished: keep the result and let it move the breaker."""
+        st = self._states[name]
+        st.report = report
+        st.checked_at = self._clock.now()
+        st.checked_wall = self._clock.wall()
+        st.stats.record_probe(report.latency)
+        if report.healthy:
+            st.breaker.record_success()
+        else:
+            st.last_error = report.error
+            if not report.loading:
+                reason = report.error or "health check failed"
+                if self.initial_check_done:
+                    st.breaker.record_failure(reason)
+                else:
+                    st.breaker.force_open(reason)  # never seen up: do not send it traffic first
+        if self.initial_check_done:
+            self._on_change("health")
+
+    def checked_without_result(self, name: str) -> None:
+        """A probe could not produce a result (a DEMI bug): look again after the interval."""
+        self._states[name].checked_at = self._clock.now()
+
+    # -- request outcomes --------------------------------------------------------------
+    def record_failure(self, name: str, exc: ProviderError) -> None:
+        """A request failed at this provider (loading does not count against it)."""
+        st = self._states[name]
+        st.last_error = exc.reason
+        if exc.counts_against_health:
+            st.stats.record_failure()
+            st.traffic.record(ok=False)
+            st.breaker.record_failure(exc.reason, hold=getattr(exc, "retry_after", None))
+
+    def record_caller_error(self, name: str) -> None:
+        self._states[name].stats.caller_errors += 1
+
+    def record_success(
+        self, name: str, latency: float, ttft: float | None, prompt_tokens: int | None,
+        completion_tokens: int | None, fallback: bool,
+    ) -> bool:
+        """A reply finished; True if that moved the breaker (the active provider may change)."""
+        st = self._states[name]
+        before = st.breaker.state
+        st.breaker.record_success()
+        st.stats.record_success(latency, ttft, prompt_tokens, completion_tokens, fallback)
+        st.traffic.record(ok=True, ttft=ttft)
+        return st.breaker.state is not before
