@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 
-from ..llm.providers.base import Provider
+from ..llm import Provider
 
 OWNER = "demi"
 

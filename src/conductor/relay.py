@@ -3,9 +3,10 @@
 Both protocol modules go through :func:`answer`, handing it the encoders of their wire
 format (``encoders.py``), so the rules live once:
 
-* the LLM layer's errors become :class:`ApiError` (a caller's mistake is a 400, every
-  provider failing is a 503 carrying ``AllProvidersFailed``'s text, a closed LLM is a 503
-  "shutting down"); anything else is a DEMI bug and reaches the middleware as a 500;
+* the LLM layer's errors pass up to the middleware, which answers each from one registry
+  (``http/errors.py``: a caller's mistake is a 400, every provider failing a 503 carrying
+  ``AllProvidersFailed``'s text, a closed LLM a 503 "shutting down"); anything else is a
+  DEMI bug and reaches the middleware as a 500;
 * failover, time to first token and latency are counted in the metrics;
 * the upstream stream is always closed, whether the reply finished, broke, or the client
   went away (cancellation included);
@@ -20,19 +21,58 @@ The model name is never passed down: each provider uses its own configured model
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from aiohttp import web
 
-from ..llm.errors import AllProvidersFailed, Closed, RequestError, StreamInterrupted
-from ..llm.types import ChatChunk
-from ..llm.walk.reply import ReplyStream
-from .encoders import Collected, StreamEncoder
+from ..llm import (
+    ChatChunk,
+    Embeddings,
+    ReplyStream,
+    StreamInterrupted,
+)
 from .http.errors import JSON_TYPE, ApiError, internal_error, log_bug
 from .http.state import ConductorState
 
+
+class Collected:
+    """A whole reply (``relay.collect`` builds it), for the whole-reply encoders."""
+
+    __slots__ = ("final", "reply", "text")
+
+    def __init__(self, reply: ReplyStream, text: str, final: ChatChunk) -> None:
+        self.reply = reply
+        self.text = text
+        self.final = final
+
+    @property
+    def model(self) -> str:
+        return self.final.model or self.reply.model
+
+
+
+class StreamEncoder(Protocol):
+    """Bytes for one streamed reply; one instance per reply."""
+
+    content_type: str
+    served_by: tuple[str, ...]
+    """Set before :meth:`final` when several providers served (a mid-stream continuation):
+    the final chunk names them in a ``demi.providers`` field."""
+
+    def text(self, text: str) -> bytes:
+        """A piece of the answer."""
+
+    def final(self, chunk: ChatChunk) -> bytes:
+        """The last chunk (it may carry text too), and whatever ends the stream."""
+
+    def error(self, err: ApiError) -> bytes:
+        """A terminal error event for a reply that broke after it started."""
+
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 WholeEncoder = Callable[[Collected], bytes]
 WORKLOAD_HEADER = "X-DEMI-Workload"
 StreamEncoderFactory = Callable[[ReplyStream], StreamEncoder]
@@ -112,18 +152,8 @@ async def open_reply(
     state: ConductorState, messages: Sequence[Any], options: Mapping[str, Any],
     *, continuable: bool = True,
 ) -> ReplyStream:
-    """Start a reply over the failover chain; ApiError if it cannot start."""
-    try:
-        reply = await state.llm.open_stream(messages, continuable=continuable, **options)
-    except RequestError as exc:
-        status = exc.status if 400 <= exc.status < 500 else 400
-        raise ApiError(status, str(exc), code="invalid_request") from None
-    except AllProvidersFailed as exc:
-        state.metrics.all_failed(exc.errors)
-        raise ApiError(503, str(exc), code="all_providers_failed", type="server_error") from None
-    except Closed:
-        raise ApiError(503, "DEMI is shutting down: send the request again once it is back",
-                       code="shutting_down", type="server_error") from None
+    """Start a reply over the failover chain (the LLM layer's errors pass up as they are)."""
+    reply = await state.llm.open_stream(messages, continuable=continuable, **options)
     state.metrics.reply_opened(
         reply.provider, reply.fallback_used, reply.time_to_first_token, reply.errors
     )
@@ -171,11 +201,8 @@ async def collect(
         return await _collect_once(state, reply, "nothing was sent yet, asking again")
     except StreamInterrupted:
         pass
-    try:
-        reply = await open_reply(state, messages, options, continuable=False)
-        return await _collect_once(state, reply, "the client gets a 503")
-    except StreamInterrupted as exc:
-        raise ApiError(503, str(exc), code="stream_interrupted", type="server_error") from None
+    reply = await open_reply(state, messages, options, continuable=False)
+    return await _collect_once(state, reply, "the client gets a 503")
 
 
 async def _collect_once(state: ConductorState, reply: ReplyStream, outcome: str) -> Collected:
@@ -198,3 +225,9 @@ async def _collect_once(state: ConductorState, reply: ReplyStream, outcome: str)
                        code="stream_interrupted", type="server_error")
     finished(state, reply)
     return Collected(reply, "".join(parts), final)
+
+
+def embeddings_reply(state: ConductorState, got: Embeddings, obj: dict[str, Any]) -> web.Response:
+    """An embeddings answer (``obj`` in the face's shape) with the provider headers."""
+    headers = state.headers(got.provider, got.fallback_used, JSON_TYPE)
+    return web.Response(body=_dumps(obj).encode(), headers=headers)

@@ -14,26 +14,34 @@ import copy
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any
 
 import yaml
 from dotenv import dotenv_values
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError
 
 from .errors import ConfigError
-from .routing_config import (
+from .schema import (
     STRICT,
     CanaryConfig,
+    ConductorConfig,
+    EmbeddedConfig,
     HedgeConfig,
+    LLMConfig,
+    LMStudioConfig,
+    LoggingConfig,
+    OllamaConfig,
+    ProviderEntry,
     RetryConfig,
     RoutingConfig,
-    Seconds,
     WarmStandbyConfig,
 )
 
-__all__ = ["CanaryConfig", "DemiConfig", "HedgeConfig", "RetryConfig", "RoutingConfig",
-           "WarmStandbyConfig", "load_config"]  # the routing models are re-exported
+__all__ = [  # the section models are re-exported: callers import configuration from here
+    "CanaryConfig", "ConductorConfig", "DemiConfig", "EmbeddedConfig", "HedgeConfig",
+    "LLMConfig", "LMStudioConfig", "LoggingConfig", "OllamaConfig", "ProviderEntry",
+    "RetryConfig", "RoutingConfig", "WarmStandbyConfig", "load_config",
+]
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.yaml")
 
@@ -57,159 +65,12 @@ ENV_VARS: dict[str, str] = {
 }
 """Environment variable → config key. An empty value counts as unset."""
 
-_STRICT = STRICT
-
-
-def _check_url(value: str | None) -> str | None:
-    """Accept only absolute http(s) URLs; drop a trailing slash so paths join cleanly."""
-    if value is None:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("must be an absolute URL with a scheme, e.g. http://localhost:11434")
-    return value.rstrip("/")
-
-
-class _Server(BaseModel):
-    """Fields every server-backed provider has."""
-
-    model_config = _STRICT
-    base_url: str
-    timeout: Seconds = Field(gt=0)
-    temperature: float = Field(ge=0, le=2)
-    context_window: int = Field(ge=256)
-    region: str | None
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, v: str) -> str | None:
-        return _check_url(v)
-
-
-class OllamaConfig(_Server):
-    model: str = Field(min_length=1)
-    keep_alive: str | float | None
-    embedding_model: str | None = Field(min_length=1)
-
-
-class LMStudioConfig(_Server):
-    model: str | None
-    api_key: str
-    embedding_model: str | None = Field(min_length=1)
-
-
-class ProviderEntry(_Server):
-    """One entry of ``llm.providers``: an extra Ollama or OpenAI-compatible server.
-
-    The one exception to "defaults live in ``defaults.yaml``": a YAML list cannot carry
-    defaults for its entries, so an entry's optional keys default here (the values the
-    commented example in ``defaults.yaml`` shows). ``kind: ollama`` entries are full Ollama
-    providers (``num_ctx``, ``keep_alive``); ``kind: openai`` speaks ``/v1/chat/completions``.
-    """
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    kind: Literal["ollama", "openai"] = "openai"
-    model: str | None = None
-    embedding_model: str | None = Field(None, min_length=1)
-    api_key: str = "none"
-    timeout: Seconds = Field(30, gt=0)
-    temperature: float = Field(0.7, ge=0, le=2)
-    context_window: int = Field(8192, ge=256)
-    keep_alive: str | float | None = None
-    region: str | None = None
-    weight: float = Field(1.0, gt=0)
-    tags: tuple[str, ...] = ()
-
-
-OpenAICompatConfig = ProviderEntry
-"""The name this model had while every entry was OpenAI-compatible."""
-
-
-class EmbeddedConfig(BaseModel):
-    model_config = _STRICT
-    enabled: bool
-    model_path: str | None
-    cache_dir: str | None
-    context_window: int = Field(ge=256)
-    threads: int = Field(ge=1, le=64)
-    max_tokens: int = Field(ge=1)
-    temperature: float = Field(ge=0, le=2)
-    queue_size: int = Field(ge=1)
-    load_wait: Seconds = Field(ge=0)
-    restart_backoff: Seconds = Field(gt=0)
-    restart_backoff_max: Seconds = Field(gt=0)
-    stable_after: Seconds = Field(ge=0)
-    start_timeout: Seconds = Field(gt=0)
-    region: str | None
-
-
-class LLMConfig(BaseModel):
-    model_config = _STRICT
-    provider: str
-    enable_fallback: bool
-    ollama: OllamaConfig
-    lmstudio: LMStudioConfig
-    health_check_interval: Seconds = Field(gt=0)
-    health_check_timeout: Seconds = Field(gt=0)
-    health_check_wait: Seconds = Field(ge=0)
-    probe_interval: Seconds = Field(gt=0)
-    probe_backoff_max: Seconds = Field(gt=0)
-    recovery_successes: int = Field(ge=1)
-    failure_threshold: int = Field(ge=1)
-    connect_timeout: Seconds = Field(gt=0)
-    read_idle_timeout: Seconds = Field(gt=0)
-    max_tokens: int = Field(ge=1)
-    mid_stream: Literal["continue", "error"]
-    hedge: HedgeConfig
-    warm_standby: WarmStandbyConfig
-    retry: RetryConfig
-    order: tuple[str, ...]
-    routing: RoutingConfig
-    embedded: EmbeddedConfig
-    providers: tuple[ProviderEntry, ...]
-
-    def provider_names(self) -> tuple[str, ...]:
-        """Every provider name that is configured (whether or not it is in the chain)."""
-        names = ["ollama", "lmstudio", *(p.name for p in self.providers)]
-        if self.embedded.enabled:
-            names.append("embedded")
-        return tuple(names)
-
-
-class ConductorConfig(BaseModel):
-    model_config = _STRICT
-    host: str
-    port: int = Field(ge=0, le=65535)
-    model_aliases: tuple[str, ...]
-    max_body_bytes: int = Field(ge=1024)
-    shutdown_grace: Seconds = Field(ge=0)
-    api_key: str | None = Field(min_length=1, repr=False)
-    cors_origins: tuple[str, ...]
-    max_header_bytes: int = Field(ge=1024, le=1048576)
-    header_timeout: Seconds = Field(gt=0)
-
-
-class LoggingConfig(BaseModel):
-    model_config = _STRICT
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-    format: str
-
-    @field_validator("level", mode="before")
-    @classmethod
-    def _upper(cls, v: object) -> object:
-        return v.upper() if isinstance(v, str) else v
 
 
 class DemiConfig(BaseModel):
-    """The whole configuration, as ``defaults.yaml`` lays it out.
+    """The whole configuration, as ``defaults.yaml`` lays it out (sections in ``schema.py``)."""
 
-    Defaults live in one place, ``defaults.yaml``: these models declare only types and
-    bounds (every key is required), so a default missing from the YAML fails at start-up
-    instead of silently taking a second value from code. The one exception: the entries
-    of ``llm.providers`` (see :class:`ProviderEntry`).
-    """
-
-    model_config = _STRICT
+    model_config = STRICT
     llm: LLMConfig
     conductor: ConductorConfig
     logging: LoggingConfig

@@ -7,7 +7,7 @@ see these classes::
     DemiError                      anything DEMI raises on purpose (src.core.errors)
     ├── ConfigError                bad configuration; start-up stops (src.core.errors)
     ├── UnknownProviderError       force_provider()/routing named a provider that is not configured
-    ├── RequestError               the caller's own request is wrong (HTTP 400); never fails over
+    ├── RequestError               the caller's request is wrong (DEMI's own checks: HTTP 400)
     │   └── CannotExpress          this provider has no way to say the request; try the next
     ├── ProviderError              one provider could not serve a request; fails over
     │   ├── ProviderUnavailable    connection refused/reset, DNS failure: nothing is listening
@@ -15,8 +15,11 @@ see these classes::
     │   ├── ProviderBusy           429 / 503: overloaded or model still loading
     │   ├── ModelNotFound          the configured model is not on that server (404)
     │   ├── ProviderResponseError  5xx, malformed or truncated reply, error line mid-stream
+    │   ├── ProviderRejected       the server refused this request (400/422): neither its failure
+    │   │                          nor the caller's mistake; the next provider is asked
     │   └── EmbeddedModelLoading   the embedded model is still loading (not a health failure)
     ├── AllProvidersFailed         every provider in the chain failed (the guide's messages)
+    ├── RequestRejected            every provider asked refused the request (HTTP 4xx, each reason)
     ├── StreamInterrupted          a stream broke after text already reached the caller
     └── Closed                     the LLM layer was closed (shutting down); ask again later
 
@@ -115,6 +118,20 @@ class ProviderResponseError(ProviderError):
     """A 5xx, a malformed or truncated reply, or an error line in the middle of a stream."""
 
 
+class ProviderRejected(ProviderError):
+    """The server answered this request with a 4xx refusal (400, 422: bad options, a prompt
+    over its hard context limit, a feature its model lacks).
+
+    That is the server's answer, not a sign of ill health and not proof that the caller's
+    request is wrong (another server may take it): it counts against nothing, never cancels
+    a racing attempt, and the next provider is asked. Only when every provider asked
+    rejected the request does the caller get the rejection (:class:`RequestRejected`).
+    """
+
+    retryable = True
+    counts_against_health = False
+
+
 class EmbeddedModelLoading(ProviderError):
     """The embedded model is still loading (or restarting); try the next provider, do not mark
     it failed."""
@@ -132,6 +149,16 @@ class AllProvidersFailed(DemiError):
 
     def __init__(self, message: str, errors: Sequence[ProviderError]) -> None:
         self.errors = tuple(errors)
+        super().__init__(message)
+
+
+class RequestRejected(DemiError):
+    """Every provider that was asked refused the request (each one's reason is in the
+    message); ``status`` is the refusal's HTTP status (the first one's)."""
+
+    def __init__(self, message: str, errors: Sequence[ProviderRejected]) -> None:
+        self.errors = tuple(errors)
+        self.status = next((e.status for e in errors if e.status), None) or 400
         super().__init__(message)
 
 
@@ -166,10 +193,12 @@ __all__ = [
     "ModelNotFound",
     "ProviderBusy",
     "ProviderError",
+    "ProviderRejected",
     "ProviderResponseError",
     "ProviderTimeout",
     "ProviderUnavailable",
     "RequestError",
+    "RequestRejected",
     "StreamInterrupted",
     "UnknownProviderError",
 ]

@@ -182,17 +182,21 @@ async def test_interval_from_environment_reaches_inference(tmp_path: Path) -> No
 
 
 def test_defaults_live_in_the_yaml_only() -> None:
-    """The config models declare no defaults of their own (bar provider entries and
-    llm.embedded): every default comes from defaults.yaml."""
+    """No config model declares a default of its own (bar the llm.providers entries, which
+    a YAML list cannot carry): every default comes from defaults.yaml."""
     from pydantic import BaseModel
 
     from src.core import config as cfg
+    from src.core import schema
 
-    exempt = {cfg.OpenAICompatConfig, cfg.EmbeddedConfig}
-    models = [cfg.DemiConfig, cfg.LLMConfig, cfg.OllamaConfig, cfg.LMStudioConfig,
-              cfg.RoutingConfig, cfg.ConductorConfig, cfg.LoggingConfig]
+    models = [cfg.DemiConfig] + [
+        m for m in vars(schema).values()
+        if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == schema.__name__
+    ]
+    assert len(models) > 10
     for model in models:
-        assert issubclass(model, BaseModel) and model not in exempt
+        if model is schema.ProviderEntry:
+            continue
         defaulted = [n for n, f in model.model_fields.items() if not f.is_required()]
         assert defaulted == [], f"{model.__name__} has code defaults: {defaulted}"
 

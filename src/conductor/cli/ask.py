@@ -13,9 +13,13 @@ from typing import Annotated
 
 import typer
 
-from ...llm.errors import AllProvidersFailed, RequestError, StreamInterrupted
-from ...llm.inference import UnifiedLLMInference
-from ...llm.types import ChatResult
+from ...llm import (
+    AllProvidersFailed,
+    ChatResult,
+    RequestError,
+    StreamInterrupted,
+    UnifiedLLMInference,
+)
 from .common import (
     EXIT_FAILED,
     EXIT_OK,

@@ -21,9 +21,14 @@ from typing import Annotated
 
 import typer
 
-from ...llm.errors import AllProvidersFailed, RequestError, StreamInterrupted, UnknownProviderError
-from ...llm.inference import UnifiedLLMInference
-from ...llm.types import ChatResult
+from ...llm import (
+    AllProvidersFailed,
+    ChatResult,
+    RequestError,
+    StreamInterrupted,
+    UnifiedLLMInference,
+    UnknownProviderError,
+)
 from .common import (
     EXIT_OK,
     ConfigOpt,

@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from ...llm.inference import UnifiedLLMInference
+from ...llm import UnifiedLLMInference
 from .common import (
     EXIT_FAILED,
     EXIT_OK,

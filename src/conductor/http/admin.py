@@ -28,8 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ...llm.errors import UnknownProviderError
-from ...llm.routing.canary import CanaryStrategy
+from ...llm import CanaryStrategy
 from ..bodies import read_json_object, wrong_type
 from .errors import JSON_TYPE, ApiError
 from .metrics import CONTENT_TYPE as METRICS_TYPE
@@ -129,10 +128,7 @@ class AdminRoutes:
         name = body["provider"]
         if name is not None and not isinstance(name, str):
             raise wrong_type("provider", "a provider name or null", name)
-        try:
-            llm.force_provider(name)
-        except UnknownProviderError as exc:
-            raise ApiError(400, str(exc), extra={"providers": list(exc.known)}) from None
+        llm.force_provider(name)  # an unknown name: 400 listing the providers
         return _json(self._provider_body())
 
     def _canary(self) -> CanaryStrategy:

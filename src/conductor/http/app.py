@@ -19,11 +19,8 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from ...core.config import DemiConfig
-from ...llm.inference import UnifiedLLMInference
-from ..embeddings import EmbeddingRoutes
-from ..ollama.routes import OllamaRoutes
-from ..openai.completions import CompletionRoutes
-from ..openai.routes import OpenAIRoutes
+from ...llm import AllProvidersFailed, RequestRejected, UnifiedLLMInference
+from .. import ollama, openai
 from .admin import AdminRoutes
 from .errors import MAX_BODY_KEY, ApiError, Handler, error_response, from_exception
 from .guard import Guard
@@ -59,6 +56,8 @@ def _middleware(state: ConductorState, guard: Guard) -> Middleware:
                 raise  # redirects and the like are answers, not errors
             resp = error_response(from_exception(exc, request, logger), request.path)
         except Exception as exc:
+            if isinstance(exc, AllProvidersFailed | RequestRejected):
+                metrics.all_failed(exc.errors)
             resp = error_response(from_exception(exc, request, logger), request.path)
         finally:
             state.in_flight -= 1
@@ -97,11 +96,9 @@ def create_app(
         app.on_response_prepare.append(guard.on_prepare)
     app[STATE_KEY] = state
     app[MAX_BODY_KEY] = max_body
-    OpenAIRoutes(state).add_routes(app)
-    OllamaRoutes(state).add_routes(app)
+    openai.add_routes(app, state)
+    ollama.add_routes(app, state)
     AdminRoutes(state).add_routes(app)
-    EmbeddingRoutes(state).add_routes(app)
-    CompletionRoutes(state).add_routes(app)
     if manage_llm:
         app.cleanup_ctx.append(_llm_lifecycle(llm))
     return app

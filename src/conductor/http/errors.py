@@ -6,9 +6,10 @@ conductor is built here:
 * ``/v1/*`` (OpenAI clients): ``{"error": {"message", "type", "param", "code"}}``;
 * everything else (Ollama clients, health, admin): ``{"error": "<text>"}``.
 
-Handlers raise :class:`ApiError`; the LLM layer's errors are translated into it in
-``relay.py``; aiohttp's own HTTP errors (404, 405, 413) and any unexpected exception are
-reshaped by :func:`from_exception`, which the app's middleware calls. An unexpected
+Handlers raise :class:`ApiError`, or let the LLM layer's errors pass: those are answered
+from one registry keyed by exception class (:data:`LLM_ERRORS`, the starlette way), the
+same for every route. aiohttp's own HTTP errors (404, 405, 413) and any unexpected
+exception are reshaped by :func:`from_exception`, which the app's middleware calls. An unexpected
 exception is a DEMI bug: a 500 ``internal_error`` whose text names only the exception's
 type, logged at ERROR with its traceback (the log line itself quotes no message content).
 Providers never catch such an exception, so it never counts against one (no failover, no
@@ -23,6 +24,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+
+from ...llm import (
+    AllProvidersFailed,
+    CannotExpress,
+    Closed,
+    DemiError,
+    RequestError,
+    RequestRejected,
+    StreamInterrupted,
+    UnknownProviderError,
+)
 
 _DUMPS_KW: dict[str, Any] = {"separators": (",", ":")}
 JSON_TYPE = "application/json"
@@ -117,8 +129,64 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 """What an aiohttp middleware receives as ``handler``."""
 
 
+def _caller_error(exc: DemiError) -> ApiError:
+    assert isinstance(exc, RequestError)
+    status = exc.status if 400 <= exc.status < 500 else 400
+    param = exc.field if isinstance(exc, CannotExpress) else None
+    return ApiError(status, str(exc), param=param, code="invalid_request")
+
+
+def _rejected(exc: DemiError) -> ApiError:
+    assert isinstance(exc, RequestRejected)
+    status = exc.status if 400 <= exc.status < 500 else 400
+    return ApiError(status, str(exc), code="rejected_by_provider")
+
+
+def _all_failed(exc: DemiError) -> ApiError:
+    return ApiError(503, str(exc), code="all_providers_failed", type="server_error")
+
+
+def _closed(exc: DemiError) -> ApiError:
+    return ApiError(503, "DEMI is shutting down: send the request again once it is back",
+                    code="shutting_down", type="server_error")
+
+
+def _interrupted(exc: DemiError) -> ApiError:
+    return ApiError(503, str(exc), code="stream_interrupted", type="server_error")
+
+
+def _unknown_provider(exc: DemiError) -> ApiError:
+    assert isinstance(exc, UnknownProviderError)
+    return ApiError(400, str(exc), param="provider", extra={"providers": list(exc.known)})
+
+
+LLM_ERRORS: dict[type[DemiError], Callable[[DemiError], ApiError]] = {
+    RequestError: _caller_error,
+    RequestRejected: _rejected,
+    AllProvidersFailed: _all_failed,
+    Closed: _closed,
+    StreamInterrupted: _interrupted,
+    UnknownProviderError: _unknown_provider,
+}
+"""How each of the LLM layer's errors is answered over HTTP (looked up along the class's
+MRO, so a subclass is answered as its nearest registered base)."""
+
+
+def llm_error_answer(exc: DemiError) -> ApiError | None:
+    """The answer for one of the LLM layer's errors, or None when none is registered."""
+    for cls in type(exc).__mro__:
+        answer = LLM_ERRORS.get(cls)  # type: ignore[call-overload]
+        if answer is not None:
+            return answer(exc)
+    return None
+
+
 def from_exception(exc: Exception, request: web.Request, logger: logging.Logger) -> ApiError:
     """The answer for an exception a handler let escape (ApiError is handled before this)."""
+    if isinstance(exc, DemiError):
+        answer = llm_error_answer(exc)
+        if answer is not None:
+            return answer
     if isinstance(exc, web.HTTPException) and exc.status >= 400:
         return _from_http_exception(exc, request)
     if isinstance(exc, (ConnectionResetError, BrokenPipeError)):

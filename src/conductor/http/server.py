@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from ...core.config import DemiConfig
-from ...llm.inference import UnifiedLLMInference
+from ...llm import UnifiedLLMInference
 from .app import LOGGER_NAME, STATE_KEY, create_app
 from .guard import check_exposure
 

@@ -13,7 +13,7 @@ import time
 from importlib import metadata
 
 from ...core.config import DemiConfig
-from ...llm.inference import UnifiedLLMInference
+from ...llm import UnifiedLLMInference
 from ..catalog import ModelCatalog, configured_models
 from .metrics import Metrics
 

@@ -20,9 +20,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ..encoders import created_at
 from ..http.errors import JSON_TYPE, ApiError
 from ..http.state import ConductorState
+from .encoders import created_at
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _PASSED_HEADERS = ("Content-Type",)

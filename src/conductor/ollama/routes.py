@@ -18,13 +18,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ...llm.walk.reply import ReplyStream
+from ...llm import ReplyStream
 from ..bodies import parse_body, read_json_object, validate
-from ..encoders import Collected, OllamaNDJSON, ollama_json
 from ..http.errors import JSON_TYPE, ApiError
 from ..http.state import ConductorState
-from ..relay import answer
+from ..relay import Collected, answer
 from .bodies import ChatBody, GenerateBody, LoadBody, ShowBody
+from .encoders import OllamaNDJSON, ollama_json
 from .forward import OllamaForwarder
 
 # The Ollama API level DEMI speaks; clients compare it to decide which features exist.

@@ -14,14 +14,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ...llm.types import ChatChunk
-from ...llm.walk.reply import ReplyStream
+from ...llm import ChatChunk, ReplyStream
 from ..bodies import parse_body
-from ..encoders import SSE_TYPE, Collected, finish_reason
 from ..http.errors import ApiError, openai_error_body
 from ..http.state import ConductorState
-from ..relay import answer
+from ..relay import Collected, answer
 from .bodies import CompletionBody
+from .encoders import SSE_TYPE, finish_reason
 from .routes import check_model
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode

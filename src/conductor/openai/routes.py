@@ -12,13 +12,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ...llm.walk.reply import ReplyStream
+from ...llm import ReplyStream
 from ..bodies import parse_body
-from ..encoders import Collected, OpenAISSE, openai_json
 from ..http.errors import JSON_TYPE, ApiError
 from ..http.state import ConductorState
-from ..relay import answer
+from ..relay import Collected, answer
 from .bodies import ChatCompletionBody
+from .encoders import OpenAISSE, openai_json
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
