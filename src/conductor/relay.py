@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, Protocol, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -104,34 +104,40 @@ async def stream_reply(
     resp = web.StreamResponse(
         headers=state.headers(reply.provider, reply.fallback_used, encoder.content_type)
     )
-    chunks = chunks_of(reply)
-    try:
-        await resp.prepare(request)
-        async for chunk in chunks:
-            if chunk.done:
-                if len(reply.providers) > 1:  # continued mid-stream: say who served it
-                    encoder.served_by = tuple(reply.providers)
-                await resp.write_eof(encoder.final(chunk))
-                finished(state, reply)
-                return resp
-            if chunk.text:
-                await resp.write(encoder.text(chunk.text))
-        raise StreamInterrupted(reply.display_name, "the reply ended early", 0)
-    except StreamInterrupted as exc:
-        interrupted(state, reply, exc, "the client gets an error event, not a cut answer")
-        err = ApiError(502, str(exc), code="stream_interrupted", type="server_error")
-        await _end_with_error(resp, encoder.error(err))
-    except (ConnectionResetError, BrokenPipeError):
-        state.logger.debug("Client went away during a %s stream", reply.display_name)
-    except Exception as exc:
-        if not resp.prepared:
-            raise  # nothing sent yet: the middleware answers with a proper error
-        log_bug(state.logger, exc, f"while streaming a {reply.display_name} reply")
-        err = internal_error(exc, "while streaming; the answer is incomplete")
-        await _end_with_error(resp, encoder.error(err))
-    finally:
-        await close_chunks(chunks, reply)
+    async with reply:  # the upstream is closed on every way out, cancellation included
+        try:
+            await _write(resp, request, reply, encoder)
+        except StreamInterrupted as exc:
+            interrupted(state, reply, exc, "the client gets an error event, not a cut answer")
+            err = ApiError(502, str(exc), code="stream_interrupted", type="server_error")
+            await _end_with_error(resp, encoder.error(err))
+        except (ConnectionResetError, BrokenPipeError):
+            state.logger.debug("Client went away during a %s stream", reply.display_name)
+        except Exception as exc:
+            if not resp.prepared:
+                raise  # nothing sent yet: the middleware answers with a proper error
+            log_bug(state.logger, exc, f"while streaming a {reply.display_name} reply")
+            err = internal_error(exc, "while streaming; the answer is incomplete")
+            await _end_with_error(resp, encoder.error(err))
+        else:
+            finished(state, reply)
     return resp
+
+
+async def _write(
+    resp: web.StreamResponse, request: web.Request, reply: ReplyStream,
+    encoder: StreamEncoder,
+) -> None:
+    await resp.prepare(request)
+    async for chunk in reply:
+        if chunk.done:
+            if len(reply.providers) > 1:  # continued mid-stream: say who served it
+                encoder.served_by = tuple(reply.providers)
+            await resp.write_eof(encoder.final(chunk))
+            return
+        if chunk.text:
+            await resp.write(encoder.text(chunk.text))
+    raise StreamInterrupted(reply.display_name, "the reply ended early", 0)
 
 
 async def _end_with_error(resp: web.StreamResponse, event: bytes) -> None:
@@ -158,19 +164,6 @@ async def open_reply(
         reply.provider, reply.fallback_used, reply.time_to_first_token, reply.errors
     )
     return reply
-
-
-def chunks_of(reply: ReplyStream) -> AsyncGenerator[ChatChunk, None]:
-    """The reply's chunk iterator, typed so callers can ``aclose()`` it in ``finally``."""
-    return cast(AsyncGenerator[ChatChunk, None], reply.__aiter__())
-
-
-async def close_chunks(chunks: AsyncIterator[ChatChunk], reply: ReplyStream) -> None:
-    """Close the iterator (its ``finally`` releases the upstream) and the reply itself."""
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        await aclose()
-    await reply.aclose()
 
 
 def finished(state: ConductorState, reply: ReplyStream) -> None:
@@ -208,18 +201,16 @@ async def collect(
 async def _collect_once(state: ConductorState, reply: ReplyStream, outcome: str) -> Collected:
     parts: list[str] = []
     final: ChatChunk | None = None
-    chunks = chunks_of(reply)
-    try:
-        async for chunk in chunks:
-            if chunk.text:
-                parts.append(chunk.text)
-            if chunk.done:
-                final = chunk
-    except StreamInterrupted as exc:
-        interrupted(state, reply, exc, outcome)
-        raise
-    finally:
-        await close_chunks(chunks, reply)
+    async with reply:
+        try:
+            async for chunk in reply:
+                if chunk.text:
+                    parts.append(chunk.text)
+                if chunk.done:
+                    final = chunk
+        except StreamInterrupted as exc:
+            interrupted(state, reply, exc, outcome)
+            raise
     if final is None:  # the stream contract forbids this; say so rather than guess
         raise ApiError(503, f"{reply.display_name} ended the reply without finishing it",
                        code="stream_interrupted", type="server_error")

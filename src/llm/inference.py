@@ -2,15 +2,14 @@
 
 It builds the parts, owns their lifecycle and forwards to them; each part has one job:
 
-* ``chain.py``   the chain walk: attempt order (routing strategy + breakers), failover,
-                 the first-token race (:class:`ChainWalker`);
-* ``pool.py``    provider state with one owner: health results, breaker, stats
-                 (:class:`ProviderPool`);
-* ``health.py``  when providers are checked (:class:`HealthMonitor`);
-* ``report.py``  the guide's log lines and messages, ``/status`` and the CLI rows
-                 (:class:`Reporter`);
-* ``factory.py`` providers, the chain and the routing strategy from config (strategies in
-                 ``routing.py``, ``canary.py``; sticky conversations in ``sticky.py``).
+* ``walk/``        the chain walk: one request over the provider order, attempts, the
+                   hedge race, retries, continuation (:class:`ChainWalker`);
+* ``routing/``     the strategy that orders providers (built by ``routing/build.py``);
+* ``state/``       provider state with one owner (:class:`ProviderRegistry`), health checks
+                   (:class:`HealthMonitor`), warm standby, the history people read;
+* ``report.py``    the guide's log lines and messages, ``/status`` and the CLI rows
+                   (:class:`Reporter`);
+* ``factory.py``   providers and the chain from config.
 
 ``OllamaInference`` and ``LMStudioInference`` are re-exported here because the guide names
 this module as their home.
@@ -25,26 +24,27 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from ..core.config import DemiConfig
+from ..core.tasks import cancel_and_wait
 from .clock import Clock, SystemClock
 from .errors import Closed, ConfigError, UnknownProviderError
-from .factory import build_providers, last_resort, make_strategy, provider_weights, resolve_chain
+from .factory import build_providers, last_resort, provider_weights, resolve_chain
 from .options import parse_options, validate_messages
 from .providers.base import Provider
 from .providers.lmstudio import LMStudioInference
 from .providers.ollama import OllamaInference
 from .report import LMSTUDIO, OLLAMA, Reporter
+from .routing.build import make_strategy
 from .routing.canary import CanaryStrategy
 from .routing.strategies import Strategy
 from .state.breaker import BreakerPolicy, BreakerState
 from .state.health import HealthMonitor
-from .state.history import StatusTracker
-from .state.registry import ProviderPool
+from .state.history import History
+from .state.registry import ProviderRegistry
 from .state.standby import WarmStandby
 from .types import ChatResult, Embeddings, Message
 from .walk import embeddings
-from .walk.policy import WalkPolicy
 from .walk.reply import ReplyStream
-from .walk.walker import ChainWalker
+from .walk.walker import ChainWalker, WalkPolicy
 
 __all__ = ["LMStudioInference", "OllamaInference", "UnifiedLLMInference"]
 
@@ -84,11 +84,11 @@ class UnifiedLLMInference:
                 f"(configured: {sorted(built)})"
             )
         self.primary = self.chain[0]
-        self.pool = ProviderPool(
+        self.registry = ProviderRegistry(
             {n: built[n] for n in self.chain}, self._clock, BreakerPolicy.from_config(llm),
             on_breaker=self._on_breaker, on_change=self._update_active,
         )
-        self._unused = [p for n, p in built.items() if n not in self.pool]
+        self._unused = [p for n, p in built.items() if n not in self.registry]
         for name in self.chain:
             built[name].state_listener = functools.partial(self._provider_changed, name)
         tail = last_resort(self.chain)
@@ -100,41 +100,42 @@ class UnifiedLLMInference:
             llm.routing, weights, self.logger,
             providers=len(self.chain) - len(tail), tags=tags,
         )
-        self.status = StatusTracker(self._clock)
-        self.reporter = Reporter(self.pool, self.logger, self.status)
+        self.history = History(self._clock)
+        self.reporter = Reporter(self.registry, self.logger, self.history)
         self.monitor = HealthMonitor(
-            self.pool, self._clock, interval=lambda: self._health_check_interval,
+            self.registry, self._clock, interval=lambda: self._health_check_interval,
             logger=self.logger,
         )
         self.walker = ChainWalker(
-            self.pool, self.strategy, self.monitor, self.reporter,
+            self.registry, self.strategy, self.monitor, self.reporter,
             WalkPolicy.from_config(llm), forced=lambda: self._forced,
             on_change=self._update_active, last_resort=tail,
         )
         self.tokens = self.walker.tokens
         warm = llm.warm_standby
         self.standby = WarmStandby(
-            self.pool, lambda: self.walker.attempt_order(None)[1], self._clock,
+            self.registry, self.walker.ranking, self._clock,
             interval=warm.interval, keep_for=warm.keep_for, logger=self.logger,
         ) if warm.enabled else None
         self._forced: str | None = None
         self._active: str = self.primary
+        self._startup: asyncio.Task[None] | None = None
         self._started = False
         self._closed = False
 
     # -- the guide's names -------------------------------------------------------------
     @property
     def ollama(self) -> Provider | None:
-        return self.pool[OLLAMA].provider if OLLAMA in self.pool else None
+        return self.registry[OLLAMA].provider if OLLAMA in self.registry else None
 
     @property
     def lmstudio(self) -> Provider | None:
-        return self.pool[LMSTUDIO].provider if LMSTUDIO in self.pool else None
+        return self.registry[LMSTUDIO].provider if LMSTUDIO in self.registry else None
 
     @property
     def providers(self) -> dict[str, Provider]:
         """The providers in the chain, in failover order."""
-        return {n: self.pool[n].provider for n in self.pool}
+        return {n: self.registry[n].provider for n in self.registry}
 
     @property
     def active_provider(self) -> str:
@@ -143,7 +144,7 @@ class UnifiedLLMInference:
         return self._forced or self._active
 
     def display(self, name: str) -> str:
-        return self.pool.display(name)
+        return self.registry.display(name)
 
     # -- lifecycle ---------------------------------------------------------------------
     async def __aenter__(self) -> UnifiedLLMInference:
@@ -158,36 +159,50 @@ class UnifiedLLMInference:
         await self.close()
 
     async def start(self) -> None:
-        """Check every provider once, log the provider in use, start background checks."""
+        """Check every provider once, log the provider in use, start background checks.
+
+        Callers arriving while the start-up checks run wait for the same checks; DEMI counts
+        as started only once they are done.
+        """
         if self._started:
             return
-        self._started = True
-        for st in self.pool.states():
+        if self._closed:
+            raise Closed("UnifiedLLMInference is closed")
+        if self._startup is None:
+            self._startup = asyncio.get_running_loop().create_task(
+                self._start_once(), name="demi-llm-start")
+        # Shielded: one caller giving up (cancelled) must not cancel the others' start-up.
+        await asyncio.shield(self._startup)
+
+    async def _start_once(self) -> None:
+        for st in self.registry.states():
             await st.provider.start()
         await self.monitor.check_all(max_age=0)
-        self.pool.initial_check_done = True
+        self.registry.initial_check_done = True
         self._active, preferred = self.walker.preview()
         self.reporter.started(self._active, preferred)
         self.monitor.start()
         if self.standby is not None:
             self.standby.start()
+        self._started = True
 
     async def close(self) -> None:
         """Stop background checks and close every provider's sessions (idempotent)."""
         if self._closed:
             return
         self._closed = True
+        await cancel_and_wait(self._startup)  # a start-up still checking providers
         if self.standby is not None:
             await self.standby.stop()
         await self.monitor.stop()
-        for provider in [*(st.provider for st in self.pool.states()), *self._unused]:
+        for provider in [*(st.provider for st in self.registry.states()), *self._unused]:
             await provider.close()
 
     # -- manual selection --------------------------------------------------------------
     def force_provider(self, name: str | None) -> None:
         """Pin every request to ``name`` (no fallback), or ``None`` for automatic selection."""
-        if name is not None and name not in self.pool:
-            raise UnknownProviderError(name, list(self.pool))
+        if name is not None and name not in self.registry:
+            raise UnknownProviderError(name, list(self.registry))
         if name == self._forced:
             return
         self._forced = name
@@ -204,7 +219,7 @@ class UnifiedLLMInference:
         Results come from the cache unless older than the check interval (or ``refresh``).
         """
         await self.monitor.check_all(max_age=0 if refresh else None)
-        return {name: self.provider_status(name) for name in self.pool}
+        return {name: self.provider_status(name) for name in self.registry}
 
     async def wait_loading(self, timeout: float) -> None:  # noqa: ASYNC109 (public API)
         """Give providers that are still loading a model up to ``timeout`` s, then re-check them.
@@ -212,8 +227,8 @@ class UnifiedLLMInference:
         For one-shot reports (``status``): a model that is seconds from ready should be
         reported as ready, not as "loading".
         """
-        loading = [n for n in self.pool if (r := self.pool[n].report) and r.loading]
-        await asyncio.gather(*(self.pool[n].provider.wait_ready(timeout) for n in loading))
+        loading = [n for n in self.registry if (r := self.registry[n].report) and r.loading]
+        await asyncio.gather(*(self.registry[n].provider.wait_ready(timeout) for n in loading))
         await asyncio.gather(*(self.monitor.check(n, max_age=0) for n in loading))
 
     def provider_status(self, name: str) -> dict[str, Any]:
@@ -228,9 +243,9 @@ class UnifiedLLMInference:
         for name, row in report["providers"].items():
             row.update(self._routing_rows[name])
         report.update(self.strategy.describe())
-        hedge = self.walker.hedge
-        report["hedge"] = {"enabled": hedge.enabled, "requests": hedge.requests,
-                           "hedged": hedge.hedged, "hedge_wins": hedge.hedge_wins}
+        hedges = self.walker.hedges
+        report["hedge"] = {"enabled": hedges.policy.enabled, "requests": hedges.requests,
+                           "hedged": hedges.hedged, "hedge_wins": hedges.hedge_wins}
         report["warm_standby"] = None if self.standby is None else {
             "standby": self.standby.standby(), "warmed": dict(self.standby.warmed)}
         return report
@@ -243,15 +258,15 @@ class UnifiedLLMInference:
 
     def hedge_counts(self) -> tuple[int, int]:
         """(requests that hedged, hedges the second provider won), for metrics."""
-        return self.walker.hedge.hedged, self.walker.hedge.hedge_wins
+        return self.walker.hedges.hedged, self.walker.hedges.hedge_wins
 
     def _provider_changed(self, name: str) -> None:
         """A provider's own state moved (its engine died or is ready): re-check it now."""
-        if self.pool.initial_check_done and not self._closed:
+        if self.registry.initial_check_done and not self._closed:
             self.monitor.probe(name)
 
     def _on_breaker(self, name: str, old: BreakerState, new: BreakerState, reason: str) -> None:
-        self.status.record_breaker(name, old.value, new.value, reason)
+        self.history.record_breaker(name, old.value, new.value, reason)
         self.monitor.wake()
 
     def _update_active(self, cause: str) -> None:

@@ -1,4 +1,4 @@
-"""Checking what callers pass to ``chat``: messages and options.
+"""What callers pass to ``chat``: their messages and options, checked once.
 
 Bad input is the caller's mistake, so it raises :class:`RequestError` before any provider
 is called (it must not count against a provider's health, nor fail over). Messages are
@@ -7,15 +7,12 @@ copied once here so no later step can change the caller's list.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import RequestError
-from .providers.base import Provider
-from .tokens import TokenEstimator
-from .types import VALID_ROLES, ChatRequest, Message
+from .types import VALID_ROLES, Message
 
 
 def validate_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
@@ -91,27 +88,4 @@ def parse_options(options: Mapping[str, Any]) -> ChatOptions:
         stop=tuple(stop) if stop else None,
         workload=workload,
         extra=opts,
-    )
-
-
-def request_for(
-    provider: Provider, msgs: list[dict[str, Any]], opts: ChatOptions, tokens: TokenEstimator,
-    max_tokens: int, logger: logging.Logger,
-) -> ChatRequest:
-    """The request for one provider: the conversation fitted into its context window
-    (leaving room for the reply) and the caller's options."""
-    window = provider.context_window
-    reply_budget = min(opts.max_tokens or max_tokens, window // 2)
-    model_key = f"{provider.name}:{provider.model}"
-    fitted, report = tokens.fit(msgs, window - reply_budget, model_key)
-    if report.dropped or report.shortened:
-        logger.debug(
-            "Trimmed conversation for %s: dropped %d message(s), shortened %d "
-            "(about %d tokens for a budget of %d)",
-            provider.name, report.dropped, report.shortened,
-            report.estimated_tokens, report.budget,
-        )
-    return ChatRequest(
-        messages=fitted, model=opts.model_for(provider.name), temperature=opts.temperature,
-        max_tokens=opts.max_tokens, stop=opts.stop, options=opts.extra,
     )

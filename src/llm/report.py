@@ -7,7 +7,7 @@ provider failed and fallback is disabled``. This module is the only one that wor
 and the only one that knows the guide's provider names (:data:`OLLAMA`, :data:`LMSTUDIO`,
 :data:`EMBEDDED`); everything else works with whatever names the config has.
 
-It also keeps the recent history people read (:class:`~src.llm.status.StatusTracker`)
+It also keeps the recent history people read (:class:`~src.llm.status.History`)
 and builds the per-provider status dicts that ``/status``, ``/ready`` and ``demi status``
 show.
 """
@@ -18,9 +18,15 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import AllProvidersFailed, ProviderError
-from .state.history import StatusTracker
-from .state.registry import ProviderPool
+from .errors import (
+    AllProvidersFailed,
+    CannotExpress,
+    ProviderError,
+    ProviderRejected,
+    RequestRejected,
+)
+from .state.history import History
+from .state.registry import ProviderRegistry
 from .types import HealthReport
 
 OLLAMA = "ollama"
@@ -32,18 +38,20 @@ EMBEDDED = "embedded"
 class Reporter:
     """Logs the guide's lines, words its errors, records history, builds status dicts."""
 
-    def __init__(self, pool: ProviderPool, logger: logging.Logger, status: StatusTracker) -> None:
-        self._pool = pool
+    def __init__(
+        self, registry: ProviderRegistry, logger: logging.Logger, history: History,
+    ) -> None:
+        self._registry = registry
         self.logger = logger
-        self.history = status
+        self.history = history
 
     # -- log lines -----------------------------------------------------------------------
     def started(self, active: str, preferred: str) -> None:
         """The line after the start-up checks: which provider DEMI uses."""
-        display = self._pool.display
-        if not self._pool[active].usable:
+        display = self._registry.display
+        if not self._registry[active].usable:
             reasons = "; ".join(
-                f"{n}: {self._pool[n].last_error or 'not ready'}" for n in self._pool
+                f"{n}: {self._registry[n].last_error or 'not ready'}" for n in self._registry
             )
             self.logger.warning("No LLM provider is reachable yet (%s)", reasons)
         elif active == preferred:
@@ -54,8 +62,8 @@ class Reporter:
 
     def switched(self, old: str, new: str, preferred: str, cause: str) -> None:
         """The provider new requests go to changed; ``cause`` is ``request`` or ``health``."""
-        new_d, old_d = self._pool.display(new), self._pool.display(old)
-        why = self._pool[old].last_error
+        new_d, old_d = self._registry.display(new), self._registry.display(old)
+        why = self._registry[old].last_error
         if new == preferred:
             reason = f"{new_d} recovered"
             self.logger.info("%s recovered, switched back to %s provider", new_d, new_d)
@@ -71,20 +79,20 @@ class Reporter:
         """``force_provider`` pinned ``name`` (or restored automatic selection: None)."""
         if name is None:
             self.logger.info("Automatic provider selection restored; using %s provider",
-                             self._pool.display(active))
+                             self._registry.display(active))
         else:
             self.logger.info("Using %s provider (pinned by force_provider)",
-                             self._pool.display(name))
+                             self._registry.display(name))
         self.history.record_switch(active, name or active, "force_provider")
 
     def trying(self, name: str) -> None:
-        self.logger.debug("Using %s provider", self._pool.display(name))
+        self.logger.debug("Using %s provider", self._registry.display(name))
 
     def continued(self, used: frozenset[str] | Sequence[str], name: str, chars: int) -> None:
         """A broken stream goes on with ``name``: a count, never the text itself."""
         self.history.continuations += 1
         self.logger.info("Continuing a broken reply on %s provider after %d characters",
-                         self._pool.display(name), chars)
+                         self._registry.display(name), chars)
 
     def retrying(self, round_no: int, wait: float) -> None:
         """Every provider failed with something that passes by itself: another round."""
@@ -94,16 +102,30 @@ class Reporter:
     def hedging(self, slow: str, target: str) -> None:
         """No first token from ``slow`` yet: ``target`` is asked as well."""
         self.logger.info("No first token from %s provider yet; asking %s provider as well",
-                         self._pool.display(slow), self._pool.display(target))
+                         self._registry.display(slow), self._registry.display(target))
 
     def failed(self, name: str, exc: ProviderError) -> None:
         """A provider failed one request: the guide's ``<X> inference failed: <why>``."""
-        display = self._pool.display(name)
+        display = self._registry.display(name)
         if not exc.counts_against_health:  # loading, not broken: no alarm
             self.logger.info("%s not ready: %s", display, exc.reason)
             return
         self.logger.warning("%s inference failed: %s", display, exc.reason)
         self.history.record_failure(name, exc.reason)
+
+    def skipped(self, name: str, exc: CannotExpress) -> None:
+        """The provider cannot express the request (nobody's fault): the next one is asked."""
+        self.logger.debug("%s skipped: %s", self._registry.display(name), exc)
+
+    def rejected(self, name: str, exc: ProviderRejected) -> None:
+        """The server refused the request (its answer, not a failure): the next one is asked.
+
+        The server's words may quote the request, so they go to DEBUG only.
+        """
+        display = self._registry.display(name)
+        self.logger.info("%s refused the request (HTTP %s); asking the next provider",
+                         display, exc.status or 400)
+        self.logger.debug("%s refusal: %s", display, exc.reason)
 
     def answering(self, name: str, fallback: bool, chain: Sequence[str]) -> None:
         """A reply started; the embedded model standing in is worth a warning."""
@@ -115,14 +137,14 @@ class Reporter:
         names = [n for n in order if n != EMBEDDED]
         if OLLAMA in names and LMSTUDIO in names:
             return "Both Ollama and LMStudio providers failed"
-        return "All providers failed (" + ", ".join(self._pool.display(n) for n in names) + ")"
+        return "All providers failed (" + ", ".join(self._registry.display(n) for n in names) + ")"
 
     def all_failed(
         self, order: Sequence[str], errors: Sequence[ProviderError], *, forced: str | None,
         chain: Sequence[str], fallback_enabled: bool,
     ) -> AllProvidersFailed:
         """The guide's message for a request no provider could serve, with what to do."""
-        display = self._pool.display
+        display = self._registry.display
         reasons = "; ".join(f"{display(e.provider)}: {e.reason}" for e in errors)
         if forced is not None:
             name = display(forced)
@@ -140,8 +162,8 @@ class Reporter:
         else:
             hints = []
             for n in order:
-                url = self._pool[n].provider.base_url
-                if self._pool[n].provider.kind == "ollama":
+                url = self._registry[n].provider.base_url
+                if self._registry[n].provider.kind == "ollama":
                     hints.append(f"curl {url}/api/tags")
                 elif url:
                     hints.append(f"curl {url}/v1/models")
@@ -151,10 +173,19 @@ class Reporter:
         self.history.record_exhausted()
         return AllProvidersFailed(message, errors)
 
+    def all_rejected(self, errors: Sequence[ProviderRejected]) -> RequestRejected:
+        """Every provider asked refused the request: the caller gets their reasons (a 4xx)."""
+        if len(errors) == 1:
+            message = errors[0].reason  # "<Server> rejected the request: <its words>"
+        else:
+            message = "Every provider refused the request: " + "; ".join(
+                e.reason for e in errors)
+        return RequestRejected(message, errors)
+
     # -- status --------------------------------------------------------------------------
     def provider_status(self, name: str, active: str) -> dict[str, Any]:
         """One provider's row: ``/status``, ``/ready``, ``health()`` and ``demi status``."""
-        st = self._pool[name]
+        st = self._registry[name]
         report = st.report or HealthReport(healthy=False, latency=0.0, error="not checked yet")
         return {
             "name": name,
@@ -184,8 +215,8 @@ class Reporter:
             "active_provider": active,
             "forced_provider": forced,
             "primary": primary,
-            "chain": list(self._pool),
+            "chain": list(self._registry),
             "strategy": strategy,
-            "providers": {n: self.provider_status(n, active) for n in self._pool},
+            "providers": {n: self.provider_status(n, active) for n in self._registry},
             **self.history.as_dict(),
         }

@@ -25,7 +25,7 @@ def untouched(c: Conductor) -> None:
     assert c.llm.active_provider == "ollama"
     ollama = status["providers"]["ollama"]
     assert ollama["circuit"] == "closed"
-    assert c.llm.pool["ollama"].stats.failures == 0
+    assert c.llm.registry["ollama"].stats.failures == 0
 
 
 ROUTED: list[tuple[str, dict[str, Any]]] = [

@@ -36,7 +36,7 @@ async def test_missing_embedding_model_on_the_server_fails_over_and_503s(
                         ollama={"embedding_model": "nomic-embed-text"}) as llm:
         with pytest.raises(AllProvidersFailed, match="ollama pull nomic-embed-text"):
             await llm.embed("a")
-        assert llm.pool["ollama"].stats.failures == 0
+        assert llm.registry["ollama"].stats.failures == 0
     assert log.count("[WARNING] Ollama could not make embeddings (model 'nomic-embed-text' "
                      "not found (run: ollama pull nomic-embed-text)); trying the next "
                      "provider") == 1

@@ -105,5 +105,5 @@ async def test_only_the_embedded_model_and_tools_is_a_400_naming_tools(
                                    providers={"embedded": model}) as llm:
         with pytest.raises(RequestError, match="tools"):
             await llm.chat(HI, tools=TOOLS)
-        assert llm.pool["embedded"].stats.failures == 0
+        assert llm.registry["embedded"].stats.failures == 0
         assert llm.provider_status("embedded")["circuit"] == "closed"

@@ -1,6 +1,7 @@
 """Every way an upstream can fail before the first token, and what DEMI makes of it.
 
-Failures of the provider fail over; the caller's own bad request (400) does not. LM Studio's
+Failures of the provider fail over; a server's refusal (400/422) sends the request to the
+next provider without blaming anyone, and only when all refuse does the caller get it. LM Studio's
 model choice and both of its error shapes are pinned here too.
 """
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from src.llm import AllProvidersFailed, ProviderBusy, RequestError
+from src.llm import AllProvidersFailed, ProviderBusy, RequestError, RequestRejected
 from src.testing.fakes.launcher import FakeServer
 from tests.conftest import (
     HI,
@@ -80,38 +81,42 @@ async def test_ollama_failure_before_first_text_fails_over(
     assert len(warnings) == 1 and reason in warnings[0]
 
 
-async def test_caller_400_raises_request_error_without_failover(
+async def test_a_server_400_is_its_answer_and_the_next_provider_is_asked(
     make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer, log: LogCapture
 ) -> None:
-    """Ollama 400 (the caller's own bad request) → RequestError; no failover, breaker closed."""
-    fake_ollama.control(mode="status", status=400)
+    """Ollama answers 400: LM Studio serves the request; Ollama is not blamed (circuit
+    closed, no failure, still the active provider) and it is no fallback."""
+    fake_ollama.control(mode="status", status=400, times=1)
     async with make_llm() as llm:
-        with pytest.raises(RequestError) as info:
-            await llm.chat(HI)
+        result = await llm.chat_detailed(HI)
         status = llm.provider_status("ollama")
         active = llm.active_provider
-        fake_ollama.control(mode="ok")
         after = await llm.chat_detailed(HI)
-    assert not isinstance(info.value, AllProvidersFailed)
-    assert "invalid request" in str(info.value)
+    assert (result.provider, result.text, result.fallback_used) == (
+        "lmstudio", LMSTUDIO_REPLY, False)
     assert status["circuit"] == "closed" and status["stats"]["failures"] == 0
-    assert status["stats"]["caller_errors"] == 1
+    assert status["stats"]["rejections"] == 1
     assert active == "ollama"
     assert (after.provider, after.text) == ("ollama", OLLAMA_REPLY)
-    assert count(fake_lmstudio, LMSTUDIO_CHAT) == 0
     assert not log.containing("inference failed")
+    assert log.count("[INFO] Ollama refused the request (HTTP 400); asking the next provider") == 1
 
 
-async def test_lmstudio_caller_400_is_not_retried_on_ollama(
+async def test_every_provider_refusing_is_the_callers_rejection_with_each_reason(
     make_llm: MakeLLM, fake_ollama: FakeServer, fake_lmstudio: FakeServer
 ) -> None:
-    """LM Studio as primary answering 400 for a bad request → RequestError, Ollama not asked."""
+    """Both servers answer 400/422: RequestRejected (a 4xx) naming each one's reason; no
+    circuit opens and no retry round follows."""
     fake_lmstudio.control(mode="status", status=400, message="'temperature' must be <= 2")
+    fake_ollama.control(mode="status", status=422, message="bad option")
     async with make_llm(provider="lmstudio") as llm:
-        with pytest.raises(RequestError, match="temperature"):
+        with pytest.raises(RequestRejected) as info:
             await llm.chat(HI)
-        assert llm.provider_status("lmstudio")["circuit"] == "closed"
-    assert count(fake_ollama, OLLAMA_CHAT) == 0
+        circuits = [llm.provider_status(n)["circuit"] for n in ("lmstudio", "ollama")]
+    assert "temperature" in str(info.value) and "bad option" in str(info.value)
+    assert info.value.status == 400
+    assert circuits == ["closed", "closed"]
+    assert count(fake_lmstudio, LMSTUDIO_CHAT) == 1 and count(fake_ollama, OLLAMA_CHAT) == 1
 
 
 async def test_lmstudio_429_retry_after_fails_over_and_is_reported(

@@ -10,10 +10,10 @@ import pytest
 from src.llm.errors import (
     ModelNotFound,
     ProviderBusy,
+    ProviderRejected,
     ProviderResponseError,
     ProviderTimeout,
     ProviderUnavailable,
-    RequestError,
 )
 from src.llm.providers._errors import map_foreign, map_status
 
@@ -38,7 +38,8 @@ def test_demi_bugs_are_not_mapped(exc: BaseException) -> None:
 
 
 @pytest.mark.parametrize(("status", "kind"), [
-    (400, RequestError), (401, ProviderUnavailable), (403, ProviderUnavailable),
+    (400, ProviderRejected), (422, ProviderRejected), (401, ProviderUnavailable),
+    (403, ProviderUnavailable),
     (404, ModelNotFound), (429, ProviderBusy), (503, ProviderBusy),
     (500, ProviderResponseError),
 ])

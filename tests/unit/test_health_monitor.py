@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from src.llm.providers.base import Provider
 from src.llm.state.breaker import BreakerPolicy
 from src.llm.state.health import HealthMonitor
-from src.llm.state.registry import ProviderPool, ProviderState
+from src.llm.state.registry import ProviderRegistry, ProviderState
 from src.llm.types import ChatChunk, ChatRequest, HealthReport
 from tests.conftest import SteppingClock
 from tests.waiting import wait_until
@@ -50,12 +50,12 @@ def setup(interval: float = 60.0) -> tuple[HealthMonitor, ScriptedProvider, Prov
                                           SteppingClock]:
     clock = SteppingClock()
     provider = ScriptedProvider("p")
-    pool = ProviderPool({"p": provider}, clock, POLICY, on_breaker=lambda *a: None,
+    registry = ProviderRegistry({"p": provider}, clock, POLICY, on_breaker=lambda *a: None,
                         on_change=lambda cause: None)
-    pool.initial_check_done = True  # every unhealthy report counts as a failure
-    monitor = HealthMonitor(pool, clock, interval=lambda: interval,
+    registry.initial_check_done = True  # every unhealthy report counts as a failure
+    monitor = HealthMonitor(registry, clock, interval=lambda: interval,
                             logger=logging.getLogger("test"))
-    return monitor, provider, pool["p"], clock
+    return monitor, provider, registry["p"], clock
 
 
 async def test_results_are_cached_for_the_interval() -> None:

@@ -1,17 +1,17 @@
-"""HedgePolicy: the delay from the measured p95, and the per-100-requests budget."""
+"""Hedging's policy and ledger: the delay from the measured p95, the per-100 budget."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 from src.core.config import HedgeConfig
-from src.llm.walk.hedge import HedgePolicy
+from src.llm.walk.hedge import HedgeLedger, HedgePolicy
 
 
-def _policy(**kw: object) -> HedgePolicy:
+def _policy(**kw: object) -> HedgeLedger:
     base: dict[str, object] = {"enabled": True, "delay_factor": 2.0, "min_delay": 0.5,
                                "max_percent": 10, "embedded": False}
-    return HedgePolicy(HedgeConfig.model_validate({**base, **kw}))
+    return HedgeLedger(HedgePolicy.from_config(HedgeConfig.model_validate({**base, **kw})))
 
 
 def test_delay_is_min_delay_until_measured_then_factor_times_p95() -> None:
@@ -46,19 +46,19 @@ def test_zero_percent_never_hedges() -> None:
 
 
 def _pool(*entries: tuple[str, str, bool]) -> dict[str, SimpleNamespace]:
-    """A stand-in for ProviderPool: name -> state with ``usable`` and ``provider.kind``."""
+    """A stand-in for ProviderRegistry: name -> state with ``usable`` and ``provider.kind``."""
     return {name: SimpleNamespace(usable=usable, provider=SimpleNamespace(kind=kind))
             for name, kind, usable in entries}
 
 
 def test_target_is_the_next_usable_provider_never_embedded_unless_allowed() -> None:
     """Skips tried and unusable providers; the embedded model only with hedge.embedded."""
-    pool = _pool(("ollama", "ollama", True), ("down", "openai", False),
+    registry = _pool(("ollama", "ollama", True), ("down", "openai", False),
                  ("embedded", "embedded", True), ("lmstudio", "lmstudio", True))
     order = ["ollama", "down", "embedded", "lmstudio"]
-    assert _policy().target(pool, order, {"ollama"}) == "lmstudio"  # type: ignore[arg-type]
-    assert _policy(embedded=True).target(pool, order, {"ollama"}) == "embedded"  # type: ignore[arg-type]
-    assert _policy().target(pool, order, {"ollama", "lmstudio"}) is None  # type: ignore[arg-type]
+    assert _policy().policy.target(registry, order, {"ollama"}) == "lmstudio"  # type: ignore[arg-type]
+    assert _policy(embedded=True).policy.target(registry, order, {"ollama"}) == "embedded"  # type: ignore[arg-type]
+    assert _policy().policy.target(registry, order, {"ollama", "lmstudio"}) is None  # type: ignore[arg-type]
 
 
 def test_no_hedge_when_the_first_token_timeout_comes_first() -> None:

@@ -8,18 +8,17 @@ from collections import Counter
 import pytest
 
 from src.core.config import DemiConfig
-from src.llm.factory import last_resort, make_strategy, provider_weights
+from src.llm.factory import last_resort, provider_weights
+from src.llm.routing.build import make_strategy
 from src.llm.routing.canary import CanaryStrategy
 from src.llm.routing.strategies import (
     AffinityStrategy,
     FailoverStrategy,
     NearestStrategy,
-    Outcome,
     QualityStrategy,
     RoundRobinStrategy,
-    RouteContext,
-    Strategy,
 )
+from src.llm.routing.strategy import Outcome, RouteContext, Strategy
 from src.llm.state.stats import ProviderStats
 
 CHAIN = ["ollama", "lmstudio", "embedded"]
@@ -35,16 +34,16 @@ def ctx(**kw: object) -> RouteContext:
 
 def test_failover_keeps_chain() -> None:
     """The default strategy is the configured chain."""
-    assert make_strategy(DemiConfig.defaults().llm.routing).order(CHAIN, ctx()) == CHAIN
+    assert make_strategy(DemiConfig.defaults().llm.routing).choose(CHAIN, ctx()) == CHAIN
 
 
 def test_round_robin_rotates_over_available() -> None:
     """Round-robin rotates the start among providers that are up; down ones stay last."""
     rr = RoundRobinStrategy()
     c = ctx(available=frozenset({"ollama", "lmstudio"}))
-    firsts = [rr.order(CHAIN, c)[0] for _ in range(4)]
+    firsts = [rr.choose(CHAIN, c)[0] for _ in range(4)]
     assert firsts == ["ollama", "lmstudio", "ollama", "lmstudio"]
-    assert rr.order(CHAIN, c)[-1] == "embedded"
+    assert rr.choose(CHAIN, c)[-1] == "embedded"
 
 
 def test_nearest_prefers_region_then_latency() -> None:
@@ -55,7 +54,7 @@ def test_nearest_prefers_region_then_latency() -> None:
     strategy = NearestStrategy("eu")
     c = ctx(stats={"ollama": slow, "lmstudio": fast},
             regions={"ollama": "us", "lmstudio": "us", "embedded": "eu"})
-    assert strategy.order(CHAIN, c) == ["embedded", "lmstudio", "ollama"]
+    assert strategy.choose(CHAIN, c) == ["embedded", "lmstudio", "ollama"]
 
 
 def test_quality_demotes_unreliable_provider() -> None:
@@ -64,23 +63,23 @@ def test_quality_demotes_unreliable_provider() -> None:
     for _ in range(5):
         bad.record_failure()
         good.record_success(0.1, 0.05, 1, 1, False)
-    order = QualityStrategy().order(CHAIN, ctx(stats={"ollama": bad, "lmstudio": good}))
+    order = QualityStrategy().choose(CHAIN, ctx(stats={"ollama": bad, "lmstudio": good}))
     assert order.index("lmstudio") < order.index("ollama")
 
 
 def test_canary_share_follows_percent() -> None:
     """percent % of requests start at the canary, spread evenly (one in four for 25 %)."""
     strategy = CanaryStrategy("lmstudio", 25)
-    firsts = [strategy.order(CHAIN, ctx())[0] for _ in range(8)]
+    firsts = [strategy.choose(CHAIN, ctx())[0] for _ in range(8)]
     assert firsts == ["ollama", "ollama", "ollama", "lmstudio"] * 2
-    assert Counter(strategy.order(CHAIN, ctx())[0] for _ in range(1000))["lmstudio"] == 250
+    assert Counter(strategy.choose(CHAIN, ctx())[0] for _ in range(1000))["lmstudio"] == 250
 
 
 def test_affinity_routes_workload_to_preferred() -> None:
     """A workload with an affinity starts at its preferred providers."""
     strategy = AffinityStrategy({"code": ["lmstudio"]})
-    assert strategy.order(CHAIN, ctx(workload="code"))[0] == "lmstudio"
-    assert strategy.order(CHAIN, ctx(workload="chat")) == CHAIN
+    assert strategy.choose(CHAIN, ctx(workload="code"))[0] == "lmstudio"
+    assert strategy.choose(CHAIN, ctx(workload="chat")) == CHAIN
 
 
 TAIL = frozenset({"embedded"})
@@ -98,8 +97,8 @@ def test_every_strategy_keeps_the_last_resort_last(strategy: Strategy) -> None:
     quick.record_probe(0.0)
     c = ctx(last_resort=TAIL, stats={"embedded": quick}, workload="code")
     for _ in range(5):
-        assert strategy.order(CHAIN, c)[-1] == "embedded"
-        assert strategy.preview(CHAIN, c)[-1] == "embedded"
+        assert strategy.choose(CHAIN, c)[-1] == "embedded"
+        assert strategy.rank(CHAIN, c)[-1] == "embedded"
 
 
 def test_last_resort_is_embedded_only_when_last() -> None:
@@ -112,14 +111,14 @@ def test_last_resort_is_embedded_only_when_last() -> None:
 def test_round_robin_follows_weights_exactly() -> None:
     """Smooth weighted round-robin: 400 requests split 3:1 give exactly 300 and 100."""
     rr = RoundRobinStrategy({"ollama": 3, "lmstudio": 1})
-    firsts = Counter(rr.order(CHAIN, ctx(last_resort=TAIL))[0] for _ in range(400))
+    firsts = Counter(rr.choose(CHAIN, ctx(last_resort=TAIL))[0] for _ in range(400))
     assert firsts == {"ollama": 300, "lmstudio": 100}
 
 
 def test_round_robin_interleaves_instead_of_bursting() -> None:
     """A 2:1 weighting alternates within each cycle rather than sending runs of requests."""
     rr = RoundRobinStrategy({"ollama": 2, "lmstudio": 1})
-    firsts = [rr.order(CHAIN, ctx(last_resort=TAIL))[0] for _ in range(6)]
+    firsts = [rr.choose(CHAIN, ctx(last_resort=TAIL))[0] for _ in range(6)]
     assert firsts == ["ollama", "lmstudio", "ollama"] * 2
 
 
@@ -139,7 +138,7 @@ def test_quality_untried_provider_gets_a_neutral_prior() -> None:
     for _ in range(3):
         fast.record_success(0.5, 0.01, 5, 100, False)
         slow.record_success(10.0, 3.0, 5, 20, False)
-    order = QualityStrategy().order(["slow", "new", "fast"],
+    order = QualityStrategy().choose(["slow", "new", "fast"],
                                     ctx(stats={"fast": fast, "slow": slow}))
     assert order == ["fast", "new", "slow"]
 
@@ -162,13 +161,13 @@ def test_nearest_probes_count_only_until_a_real_request() -> None:
     a.record_probe(0.5)
     b.record_probe(0.001)
     strategy = NearestStrategy(None)
-    assert strategy.order(["a", "b"], ctx(stats={"a": a, "b": b})) == ["b", "a"]
+    assert strategy.choose(["a", "b"], ctx(stats={"a": a, "b": b})) == ["b", "a"]
     a.record_success(0.3, 0.2, 1, 1, False)
     c = ProviderStats()
     c.record_success(0.5, 0.4, 1, 1, False)
     c.record_probe(0.0001)
     # b has only a probe (0.001 s): it ranks as the median of a (0.2) and c (0.4).
-    order = strategy.order(["c", "b", "a"], ctx(stats={"a": a, "b": b, "c": c}))
+    order = strategy.choose(["c", "b", "a"], ctx(stats={"a": a, "b": b, "c": c}))
     assert order == ["a", "b", "c"]
 
 
@@ -177,7 +176,7 @@ def test_nearest_region_beats_latency() -> None:
     near, far = ProviderStats(), ProviderStats()
     near.record_success(2, 1.0, 1, 1, False)
     far.record_success(0.2, 0.1, 1, 1, False)
-    order = NearestStrategy("eu").order(
+    order = NearestStrategy("eu").choose(
         ["far", "near"], ctx(stats={"near": near, "far": far},
                              regions={"near": "eu", "far": "us"}))
     assert order == ["near", "far"]
@@ -197,7 +196,7 @@ def test_canary_rolls_back_on_errors_once(caplog: pytest.LogCaptureFixture) -> N
         for _ in range(5):
             canary.observe(Outcome("lmstudio", ok=False))
     assert canary.percent == 0
-    assert canary.order(CHAIN, ctx())[0] == "ollama"
+    assert canary.choose(CHAIN, ctx())[0] == "ollama"
     state = canary.describe()["canary"]
     assert state["state"] == "rolled_back" and state["rollback"]["errors"] == 3
     lines = [r.getMessage() for r in caplog.records if "rolled back" in r.getMessage()]
@@ -266,7 +265,7 @@ def test_affinity_tag_entries_expand_to_tagged_providers() -> None:
     strategy = AffinityStrategy({"code": ["tag:gpu", "ollama"]},
                                 {"box2": ["gpu"], "box1": ["gpu", "big"]})
     chain = ["ollama", "box1", "lmstudio", "box2"]
-    assert strategy.order(chain, ctx(workload="code")) == ["box1", "box2", "ollama", "lmstudio"]
+    assert strategy.choose(chain, ctx(workload="code")) == ["box1", "box2", "ollama", "lmstudio"]
 
 
 def test_canary_ttft_floor_ignores_millisecond_jitter() -> None:

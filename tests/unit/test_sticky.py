@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from src.core.config import DemiConfig
-from src.llm.factory import make_strategy
+from src.llm.routing.build import make_strategy
 from src.llm.routing.sticky import StickyStrategy, StickyTable, prefix_digests
-from src.llm.routing.strategies import Outcome, RoundRobinStrategy, RouteContext
+from src.llm.routing.strategies import RoundRobinStrategy
+from src.llm.routing.strategy import Outcome, RouteContext
 
 CHAIN = ["a", "b", "embedded"]
 
@@ -36,10 +37,10 @@ def test_prefix_digests_extend_each_other() -> None:
 def test_next_turn_returns_to_the_same_provider() -> None:
     """Turn 2 of a conversation goes where turn 1 was served, not where rotation points."""
     sticky = StickyStrategy(RoundRobinStrategy(), StickyTable(16, 60))
-    first = sticky.order(CHAIN, ctx(turn(1)))[0]
+    first = sticky.choose(CHAIN, ctx(turn(1)))[0]
     sticky.observe(Outcome(first, ok=True, messages=turn(1)))
     for n in range(2, 6):
-        assert sticky.order(CHAIN, ctx(turn(n)))[0] == first
+        assert sticky.choose(CHAIN, ctx(turn(n)))[0] == first
         sticky.observe(Outcome(first, ok=True, messages=turn(n)))
     assert sticky.describe()["sticky"]["hits"] == 4
 
@@ -48,7 +49,7 @@ def test_unusable_provider_is_not_a_hit() -> None:
     """A remembered provider that is down is skipped and the lookup counts as a miss."""
     sticky = StickyStrategy(RoundRobinStrategy(), StickyTable(16, 60))
     sticky.observe(Outcome("a", ok=True, messages=turn(1)))
-    order = sticky.order(CHAIN, ctx(turn(2), frozenset({"b"})))
+    order = sticky.choose(CHAIN, ctx(turn(2), frozenset({"b"})))
     assert order == CHAIN  # the wrapped strategy's order; the walk moves the down "a" back
     assert (sticky.hits, sticky.lookups) == (0, 1)
 
@@ -57,7 +58,7 @@ def test_last_resort_never_attracts_a_conversation() -> None:
     """A turn the embedded model answered does not keep the next turn there."""
     sticky = StickyStrategy(RoundRobinStrategy(), StickyTable(16, 60))
     sticky.observe(Outcome("embedded", ok=True, messages=turn(1)))
-    assert sticky.order(CHAIN, ctx(turn(2)))[0] in ("a", "b")
+    assert sticky.choose(CHAIN, ctx(turn(2)))[0] in ("a", "b")
 
 
 def test_table_is_bounded_in_size_and_age() -> None:

@@ -23,6 +23,7 @@ from ..errors import (
     ModelNotFound,
     ProviderBusy,
     ProviderError,
+    ProviderRejected,
     ProviderResponseError,
     ProviderTimeout,
     ProviderUnavailable,
@@ -129,8 +130,9 @@ def map_status(
         retry_after = retry_after_seconds(headers.get("Retry-After")) if headers else None
         return ProviderBusy(name, f"busy ({status}): {text}", status=status,
                             retry_after=retry_after)
-    if status == 400:
-        return RequestError(f"{display_name} rejected the request: {text}", provider=name)
+    if status in (400, 422):  # the server's refusal of this request: another may take it
+        return ProviderRejected(name, f"{display_name} rejected the request: {text}",
+                                status=status)
     if status in (401, 403):
         return ProviderUnavailable(
             name, f"HTTP {status}: the server refused the API key: {text}", status=status

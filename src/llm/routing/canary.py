@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...core.config import RoutingConfig
-from .strategies import Outcome, RouteContext, Strategy
+from .strategy import Outcome, RouteContext, Strategy
 
 
 def p95(values: Sequence[float]) -> float:
@@ -80,7 +80,7 @@ class CanaryStrategy(Strategy):
         rest = [n for n in chain if n != self.canary]
         return rest, bool(self.canary) and self.canary in chain
 
-    def _order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+    def _choose(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
         rest, present = self._split(chain)
         if not present:
             return list(chain)
@@ -91,7 +91,7 @@ class CanaryStrategy(Strategy):
             return [self.canary, *rest]
         return [*rest, self.canary]
 
-    def _preview(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+    def _rank(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
         """Where most requests start: the canary only when it gets more than half."""
         rest, present = self._split(chain)
         if not present:

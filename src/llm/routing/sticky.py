@@ -13,7 +13,7 @@ So a request whose leading messages are exactly an earlier request of the last
   one that fell back to them returns to the rotation once the servers are back.
 
 :class:`StickyStrategy` wraps any strategy: a hit puts the remembered provider first and
-the wrapped strategy's stable order behind it (without advancing a rotation); a miss
+the wrapped strategy's ranking behind it (without advancing a rotation); a miss
 is the wrapped strategy's own order.
 """
 
@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .strategies import Outcome, RouteContext, Strategy
+from .strategy import Outcome, RouteContext, Strategy
 
 
 def prefix_digests(messages: Sequence[Mapping[str, Any]]) -> list[bytes]:
@@ -90,18 +90,18 @@ class StickyStrategy(Strategy):
         self.hits = 0
         """Of those, the ones sent back to the provider of their conversation."""
 
-    def order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+    def choose(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
         if len(ctx.messages) < 2:
-            return self.inner.order(chain, ctx)
+            return self.inner.choose(chain, ctx)
         self.lookups += 1
         target = self.table.lookup(ctx.messages)
         if target is None or target not in ctx.available or target in ctx.last_resort:
-            return self.inner.order(chain, ctx)
+            return self.inner.choose(chain, ctx)
         self.hits += 1
-        return [target, *(n for n in self.inner.preview(chain, ctx) if n != target)]
+        return [target, *(n for n in self.inner.rank(chain, ctx) if n != target)]
 
-    def preview(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
-        return self.inner.preview(chain, ctx)
+    def rank(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+        return self.inner.rank(chain, ctx)
 
     def observe(self, outcome: Outcome) -> None:
         self.inner.observe(outcome)

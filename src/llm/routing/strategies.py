@@ -1,8 +1,4 @@
-"""Routing strategies: each decides the order in which providers are tried for one request.
-
-A strategy only orders names; it never calls a provider, and the chain walk in
-``chain.py`` never knows which strategy is in force. Adding a strategy is adding a
-small class here and a name to ``STRATEGIES``.
+"""The strategies that order providers by configuration or by what was measured.
 
 * ``failover``    the configured chain, primary first (the guide's behaviour).
 * ``round_robin`` smooth weighted round-robin over the providers that are up (``weight``);
@@ -10,80 +6,19 @@ small class here and a name to ``STRATEGIES``.
 * ``nearest``     providers in ``routing.region`` first, then by measured time to first
                   token of real requests (the guide's "geographic selection").
 * ``quality``     by a score from measured reliability and speed (``ProviderStats``).
-* ``canary``      ``canary.percent`` % of requests start at ``canary.provider``, rolled
-                  back by itself on a regression (``canary.py``).
 * ``affinity``    the request's ``workload`` (e.g. ``code``) picks preferred providers.
 
-Every strategy orders only the head of the chain: the ``last_resort`` providers (the
-embedded model, while it is last in the chain) stay at the end whatever the strategy
-measures, so a 270M model never takes a share of the traffic or wins on a 0 ms probe.
-The chain walk reports every request's outcome through :meth:`Strategy.observe`.
+The canary (``canary.py``) and sticky conversations (``sticky.py``) have modules of their
+own; ``strategy.py`` says what a strategy is.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from ..state.stats import ProviderStats
-
-
-@dataclass(frozen=True, slots=True)
-class RouteContext:
-    """What a strategy may look at: who is up, their stats and regions, the workload."""
-
-    available: frozenset[str]
-    stats: Mapping[str, ProviderStats]
-    regions: Mapping[str, str | None]
-    workload: str | None = None
-    last_resort: frozenset[str] = frozenset()
-    messages: Sequence[Mapping[str, Any]] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How one request went at one provider, as the chain walk saw it."""
-
-    provider: str
-    ok: bool
-    ttft: float | None = None
-    """Seconds from the request to the first text, failover included."""
-    messages: Sequence[Mapping[str, Any]] = ()
-    fallback: bool = False
-    """Served after other providers failed or were down: ``ttft`` includes their time."""
-
-
-class Strategy:
-    """Orders the head of the chain; subclasses override :meth:`_order` (and
-    :meth:`_preview` when ordering advances state or draws lots)."""
-
-    name = "failover"
-
-    def order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
-        """The order to try providers in for one request (may advance internal state)."""
-        head = [n for n in chain if n not in ctx.last_resort]
-        return self._order(head, ctx) + [n for n in chain if n in ctx.last_resort]
-
-    def preview(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
-        """The order most requests get now, without side effects: what ``active_provider``
-        and the switch log lines report."""
-        head = [n for n in chain if n not in ctx.last_resort]
-        return self._preview(head, ctx) + [n for n in chain if n in ctx.last_resort]
-
-    def _order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
-        return list(chain)
-
-    def _preview(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
-        return self._order(chain, ctx)
-
-    def observe(self, outcome: Outcome) -> None:
-        """A request finished or failed at a provider (strategies that learn override it)."""
-
-    def describe(self) -> dict[str, Any]:
-        """Extra state for ``/status`` (the canary's state, the sticky table's counts)."""
-        return {}
+from .strategy import RouteContext, Strategy
 
 
 class FailoverStrategy(Strategy):
@@ -100,7 +35,7 @@ class RoundRobinStrategy(Strategy):
         self.weights = dict(weights or {})
         self._current: dict[str, float] = {}
 
-    def _order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+    def _choose(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
         up = [n for n in chain if n in ctx.available]
         if len(up) < 2:
             return list(chain)
@@ -113,7 +48,7 @@ class RoundRobinStrategy(Strategy):
         self._current[pick] -= total
         return [pick, *(n for n in up if n != pick), *(n for n in chain if n not in up)]
 
-    def _preview(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+    def _rank(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
         """The rotation spreads load over equals; the chain order is the stable answer."""
         return list(chain)
 
@@ -132,7 +67,7 @@ class NearestStrategy(Strategy):
     def __init__(self, region: str | None) -> None:
         self.region = region
 
-    def _order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+    def _rank(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
         position = {n: i for i, n in enumerate(chain)}
         measured = {n: s.ttft_ewma for n in chain
                     if (s := ctx.stats.get(n)) is not None and s.ttft_ewma is not None}
@@ -161,7 +96,7 @@ class QualityStrategy(Strategy):
 
     name = "quality"
 
-    def _order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+    def _rank(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
         position = {n: i for i, n in enumerate(chain)}
         neutral = ProviderStats().quality_score()
 
@@ -186,7 +121,7 @@ class AffinityStrategy(Strategy):
         self.affinity = {k: tuple(v) for k, v in affinity.items()}
         self.tags = {k: tuple(v) for k, v in (tags or {}).items()}
 
-    def _order(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+    def _rank(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
         preferred: list[str] = []
         for entry in self.affinity.get(ctx.workload or "", ()):
             tag = entry.removeprefix("tag:") if entry.startswith("tag:") else None
@@ -195,4 +130,3 @@ class AffinityStrategy(Strategy):
         return preferred + [n for n in chain if n not in preferred]
 
 
-STRATEGIES = ("failover", "round_robin", "nearest", "quality", "canary", "affinity")

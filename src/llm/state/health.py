@@ -8,35 +8,35 @@ whether or not messages arrive.
 Two rules keep checks cheap: at most one probe per provider is in flight at any time (a
 second caller joins the first), and a message waits for a probe only briefly
 (``health_check_wait``), so a black-holed provider never adds its timeout to every message.
-What a report means for traffic is decided by the pool that owns the provider's state
-(:meth:`ProviderPool.record_report`), not here; the monitor owns only its probe tasks.
+What a report means for traffic is decided by the registry that owns the provider's state
+(:meth:`ProviderRegistry.record_report`), not here; the monitor owns only its probe tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from ...core.tasks import cancel_and_wait, keep_running
 from ..clock import Clock
 from ..types import HealthReport
-from .registry import ProviderPool, ProviderState
+from .registry import ProviderRegistry, ProviderState
 
 
 class HealthMonitor:
-    """Runs the probes; the results go to the pool, which owns every provider's state."""
+    """Runs the probes; the results go to the registry, which owns every provider's state."""
 
     def __init__(
         self,
-        pool: ProviderPool,
+        registry: ProviderRegistry,
         clock: Clock,
         *,
         interval: Callable[[], float],
         logger: logging.Logger,
     ) -> None:
-        self._pool = pool
+        self._registry = registry
         self._clock = clock
         self._interval = interval
         self._log = logger
@@ -62,7 +62,7 @@ class HealthMonitor:
         return task
 
     async def _run_probe(self, name: str) -> HealthReport:
-        st = self._pool[name]
+        st = self._registry[name]
         try:
             report = await st.provider.health()
         except Exception as exc:
@@ -70,7 +70,7 @@ class HealthMonitor:
             # failure: log it with its traceback and leave the provider's state alone.
             self._log.error("Unexpected %s in the %s health check (a DEMI bug)",
                             type(exc).__name__, name, exc_info=exc)
-            self._pool.checked_without_result(name)  # retried after the interval
+            self._registry.checked_without_result(name)  # retried after the interval
             return st.report or HealthReport(
                 healthy=False, latency=0.0, error=f"internal error ({type(exc).__name__})"
             )
@@ -79,12 +79,12 @@ class HealthMonitor:
             "healthy" if report.healthy else "unhealthy", report.latency * 1000,
             f": {report.error}" if report.error else "",
         )
-        self._pool.record_report(name, report)
+        self._registry.record_report(name, report)
         return report
 
     async def check(self, name: str, *, max_age: float | None = None) -> HealthReport:
         """A report no older than ``max_age`` (default: the cache interval); probes if stale."""
-        st = self._pool[name]
+        st = self._registry[name]
         age_limit = self._interval() if max_age is None else max_age
         if (
             st.report is not None and st.checked_at is not None
@@ -94,13 +94,13 @@ class HealthMonitor:
         return await self.probe(name)
 
     async def check_all(self, *, max_age: float | None = None) -> dict[str, HealthReport]:
-        names = list(self._pool)
+        names = list(self._registry)
         reports = await asyncio.gather(*(self.check(n, max_age=max_age) for n in names))
         return dict(zip(names, reports, strict=True))
 
     def due_at(self, name: str) -> float:
         """When the next background probe of this provider is due."""
-        st: ProviderState = self._pool[name]
+        st: ProviderState = self._registry[name]
         if st.checked_at is None:
             return float("-inf")
         if st.report is not None and st.report.loading:
@@ -123,8 +123,7 @@ class HealthMonitor:
         remaining = self._probe_started[name] + wait - self._clock.now()
         if remaining <= 0 or task.done():
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(task), remaining)
+        await asyncio.wait([task], timeout=remaining)  # the probe goes on if this gives up
 
     # -- background loop ---------------------------------------------------------------
     def wake(self) -> None:
@@ -134,40 +133,42 @@ class HealthMonitor:
     def start(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(
-                self._loop(), name="demi-health-monitor"
+                keep_running(self._plan, self._log, "the background health checks",
+                             sleep=self._until_due),
+                name="demi-health-monitor",
             )
 
-    async def _loop(self) -> None:
-        while True:
-            now = self._clock.now()
-            for name in self._pool:
-                if self.due_at(name) <= now:
-                    self.probe(name)
-            pending = [t for t in map(self._in_flight, self._pool) if t is not None]
-            idle = [name for name in self._pool if self._in_flight(name) is None]
-            # Providers with a probe in flight are re-planned when it finishes, not polled.
-            next_due = min((self.due_at(n) for n in idle), default=now + self._interval())
-            delay = max(0.001, next_due - self._clock.now())
-            self._wake.clear()
-            sleeper = asyncio.ensure_future(self._clock.sleep(delay))
-            waker = asyncio.ensure_future(self._wake.wait())
-            try:
-                # A probe finishing also re-plans: its provider's next due time moved.
-                await asyncio.wait(
-                    [sleeper, waker, *pending], return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                sleeper.cancel()
-                waker.cancel()
+    async def _plan(self) -> float:
+        """Start the probes that are due; the seconds until the next one is (at most)."""
+        now = self._clock.now()
+        for name in self._registry:
+            if self.due_at(name) <= now:
+                self.probe(name)
+        idle = [name for name in self._registry if self._in_flight(name) is None]
+        # Providers with a probe in flight are re-planned when it finishes, not polled.
+        next_due = min((self.due_at(n) for n in idle), default=now + self._interval())
+        return max(0.001, next_due - self._clock.now())
+
+    async def _until_due(self, delay: float) -> None:
+        """Sleep ``delay`` on the clock, or less: a breaker move (:meth:`wake`) or a probe
+        finishing re-plans at once, since its provider's next due time moved."""
+        pending = [t for t in map(self._in_flight, self._registry) if t is not None]
+        self._wake.clear()
+        sleeper = asyncio.ensure_future(self._clock.sleep(delay))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait([sleeper, waker, *pending], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
 
     async def stop(self) -> None:
+        """Stop the loop and every probe in flight, and wait for them to end."""
         tasks: list[asyncio.Task[Any]] = [self._task] if self._task is not None else []
-        tasks += [t for t in map(self._in_flight, self._pool) if t is not None]
-        for task in tasks:
-            if task is not None:
-                task.cancel()
-        for task in tasks:
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        tasks += [t for t in map(self._in_flight, self._registry) if t is not None]
         self._task = None
+        for task in tasks:
+            died = await cancel_and_wait(task)
+            if died is not None:
+                self._log.error("The health check task had died of %s (a DEMI bug)",
+                                type(died).__name__, exc_info=died)

@@ -12,7 +12,9 @@ from typing import Any
 from ..clock import Clock
 
 
-class StatusTracker:
+class History:
+    """The recent events and counters of one LLM layer (shown, never routed on)."""
+
     def __init__(self, clock: Clock, keep: int = 50) -> None:
         self._clock = clock
         self.switches: deque[dict[str, Any]] = deque(maxlen=keep)

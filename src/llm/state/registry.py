@@ -1,13 +1,14 @@
-"""Provider state with one owner: health results, breaker and stats of every provider.
+"""The registry of provider state, with one owner: health results, breaker and stats.
 
 Everything DEMI tracks about a provider changes here and only here: the health monitor
-hands in probe results (:meth:`ProviderPool.record_report`), the chain walk hands in the
-outcome of requests (:meth:`record_failure`, :meth:`record_success`). What a result means
+hands in probe results (:meth:`ProviderRegistry.record_report`), the chain walk hands in the
+outcome of requests (:meth:`record_failure`, :meth:`record_success`,
+:meth:`record_rejection`). What a result means
 for traffic is decided here too: a failed start-up check opens the circuit at once (the
 provider was never seen up), a later one counts like a failed request, a provider still
 loading its model counts as neither.
 
-The pool calls back only through the two callables it is given (``on_breaker`` for a
+The registry calls back only through the two callables it is given (``on_breaker`` for a
 breaker that moved, ``on_change`` after a health result); it never calls the monitor,
 the chain walk or the facade.
 """
@@ -38,6 +39,8 @@ class ProviderState:
     checked_at: float | None = None
     checked_wall: float | None = None
     last_error: str | None = None
+    last_rejection: str | None = None
+    """Why the server last refused a request (shown in ``/status``; never a health matter)."""
 
     @property
     def usable(self) -> bool:
@@ -46,8 +49,8 @@ class ProviderState:
         return self.breaker.allows_traffic and not loading
 
 
-class ProviderPool:
-    """The providers of the chain, in failover order, with their state."""
+class ProviderRegistry:
+    """The providers of the chain, in failover order, each with its :class:`ProviderState`."""
 
     def __init__(
         self,
@@ -128,8 +131,11 @@ class ProviderPool:
             st.traffic.record(ok=False)
             st.breaker.record_failure(exc.reason, hold=getattr(exc, "retry_after", None))
 
-    def record_caller_error(self, name: str) -> None:
-        self._states[name].stats.caller_errors += 1
+    def record_rejection(self, name: str, exc: ProviderError) -> None:
+        """The server refused this request (4xx): counted as such, against nothing else."""
+        st = self._states[name]
+        st.stats.rejections += 1
+        st.last_rejection = exc.reason
 
     def record_success(
         self, name: str, latency: float, ttft: float | None, prompt_tokens: int | None,

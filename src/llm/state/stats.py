@@ -25,7 +25,8 @@ class ProviderStats:
     requests: int = 0
     successes: int = 0
     failures: int = 0
-    caller_errors: int = 0
+    rejections: int = 0
+    """Requests the server refused (400/422): its answer, not a failure."""
     served_as_fallback: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -94,7 +95,7 @@ class ProviderStats:
             "requests": self.requests,
             "successes": self.successes,
             "failures": self.failures,
-            "caller_errors": self.caller_errors,
+            "rejections": self.rejections,
             "served_as_fallback": self.served_as_fallback,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,

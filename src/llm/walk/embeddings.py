@@ -1,4 +1,4 @@
-"""Embeddings over the provider chain: the same order as chat, failover, no breakers.
+"""Embeddings over the provider chain: the strategy's ranking, failover, no breakers.
 
 A provider takes part only if it has an embedding model configured (``embedding_model``);
 the others are skipped, and if none has one the caller gets a 404 naming the keys to set.
@@ -9,12 +9,16 @@ its chat health: an embedding model missing on a server says nothing about its c
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import functools
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from ..errors import ProviderError, RequestError
+from ..options import ChatOptions
+from ..providers.base import Provider
 from ..report import LMSTUDIO, OLLAMA
 from ..types import Embeddings
+from .attempt import Attempt
 from .walker import ChainWalker
 
 
@@ -36,34 +40,39 @@ def check_texts(texts: Any) -> list[str]:
     return list(texts)
 
 
+async def _vectors(provider: Provider, texts: list[str], model: str) -> AsyncIterator[Embeddings]:
+    """An embeddings call as a one-item stream, so it runs as an :class:`Attempt` too."""
+    yield await provider.embed(texts, model)
+
+
 async def embed(walker: ChainWalker, texts: Sequence[str]) -> Embeddings:
-    """Ask each provider with an embedding model, in the chain's order, until one answers."""
-    order, preferred = walker.attempt_order(None)
+    """Ask each provider with an embedding model, in the strategy's ranking, until one
+    answers. Embeddings follow the ranking, not a per-request choice: they never advance a
+    rotation or a canary's share, which are about chat traffic."""
+    route = walker.route([], ChatOptions(), choose=False)
+    order = route.attempts(walker.registry)
     tried: list[str] = []
     errors: list[ProviderError] = []
     for name in order:
-        provider = walker.pool[name].provider
+        provider = walker.registry[name].provider
         model = provider.embedding_model
         if not model:
             continue
         tried.append(name)
-        try:
-            got = await provider.embed(list(texts), model)
-        except ProviderError as exc:
+        vectors = functools.partial(_vectors, provider, list(texts), model)
+        async with Attempt(name, provider, vectors) as attempt:
+            await attempt.wait()
+        if attempt.first is not None:
+            return _with_fallback_flag(walker, route.order, name, errors, attempt.first)
+        if isinstance(attempt.error, ProviderError):
             walker.reporter.logger.warning(
                 "%s could not make embeddings (%s); trying the next provider",
-                provider.display_name, exc.reason,
+                provider.display_name, attempt.error.reason,
             )
-            errors.append(exc)
+            errors.append(attempt.error)
             continue
-        # A fallback, as for chat: something preferred (with an embedding model) failed or
-        # is down.
-        ahead = preferred[: preferred.index(name)] if name in preferred else []
-        if errors or any(
-            walker.pool[n].provider.embedding_model and not walker.pool[n].usable for n in ahead
-        ):
-            return dataclasses.replace(got, fallback_used=True)
-        return got
+        assert attempt.error is not None
+        raise attempt.error  # the caller's request (or a provider that makes none): a 4xx
     if not tried:
         keys = " or ".join(embedding_key(n) for n in order)
         raise RequestError(
@@ -71,6 +80,21 @@ async def embed(walker: ChainWalker, texts: Sequence[str]) -> Embeddings:
             "(e.g. nomic-embed-text for Ollama)", status=404,
         )
     raise walker.reporter.all_failed(
-        tried, errors, forced=walker._forced(), chain=walker.chain,
+        tried, errors, forced=walker.forced, chain=walker.chain,
         fallback_enabled=walker.policy.fallback_enabled,
     )
+
+
+def _with_fallback_flag(
+    walker: ChainWalker, preferred: list[str], name: str, errors: list[ProviderError],
+    got: Embeddings,
+) -> Embeddings:
+    """A fallback, as for chat: something preferred (with an embedding model) failed or is
+    down."""
+    ahead = preferred[: preferred.index(name)] if name in preferred else []
+    if errors or any(
+        walker.registry[n].provider.embedding_model and not walker.registry[n].usable
+        for n in ahead
+    ):
+        return dataclasses.replace(got, fallback_used=True)
+    return got

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from ..errors import ProviderError, RequestError, StreamInterrupted
 from ..types import ChatChunk, ChatResult
 
-Finish = Callable[["ReplyStream", ChatChunk | None, ProviderError | None], None]
+Finish = Callable[[ChatChunk | None, ProviderError | None], None]
 """Called once per provider when its part ends: with the final chunk, or the error."""
 
 
@@ -42,7 +42,12 @@ Resume = Callable[[str, frozenset[str]], Awaitable["Continuation | None"]]
 
 
 class ReplyStream:
-    """Async-iterate it for :class:`ChatChunk` objects; the last one has ``done=True``."""
+    """Async-iterate it for :class:`ChatChunk` objects; the last one has ``done=True``.
+
+    It holds an open upstream connection: use it as ``async with reply:`` (or call
+    :meth:`aclose`) so a reply dropped half way is closed at once, not whenever the garbage
+    collector finds it.
+    """
 
     def __init__(
         self,
@@ -59,6 +64,7 @@ class ReplyStream:
         first_at: float,
         on_finish: Finish,
         resume: Resume | None = None,
+        hedged: bool = False,
     ) -> None:
         self.provider = provider
         self.display_name = display_name
@@ -77,17 +83,20 @@ class ReplyStream:
         self._finished = False
         self._delivered = 0
         self._resume = resume
+        self._iterator: AsyncGenerator[ChatChunk, None] | None = None
         self.providers: list[str] = [provider]
         """Every provider that served part of this reply, in order (more than one only
         after a mid-stream continuation)."""
         self.display_names: list[str] = [display_name]
-        self.hedged = False
+        self.hedged = hedged
         """Whether this reply came from a hedge (the provider before it was too slow)."""
 
     def __aiter__(self) -> AsyncIterator[ChatChunk]:
-        return self._iterate()
+        if self._iterator is None:
+            self._iterator = self._iterate()
+        return self._iterator
 
-    async def _iterate(self) -> AsyncIterator[ChatChunk]:
+    async def _iterate(self) -> AsyncGenerator[ChatChunk, None]:
         try:
             if self._first is not None:
                 first, self._first = self._first, None
@@ -110,9 +119,10 @@ class ReplyStream:
                     return
         except ProviderError as exc:
             self._finish(None, exc)
-            raise StreamInterrupted(self.display_name, exc.reason, self._delivered) from exc
+            raise StreamInterrupted(
+                self.display_names[-1], exc.reason, self._delivered) from exc
         finally:
-            await self.aclose()
+            await self._close_upstream()
 
     async def _next(self) -> ChatChunk:
         """The current provider's next chunk; every way it can break is a ProviderError."""
@@ -133,7 +143,7 @@ class ReplyStream:
         """
         if self._resume is None or not self._parts:
             return None
-        await self.aclose()  # release the broken connection before opening the next one
+        await self._close_upstream()  # release the broken connection before the next one
         nxt = await self._resume(self.text, frozenset(self.providers))
         if nxt is None:
             return None
@@ -158,7 +168,7 @@ class ReplyStream:
     def _finish(self, final: ChatChunk | None, error: ProviderError | None) -> None:
         if not self._finished:
             self._finished = True
-            self._on_finish(self, final, error)
+            self._on_finish(final, error)
 
     @property
     def text(self) -> str:
@@ -190,8 +200,19 @@ class ReplyStream:
             pass
         return self.result()
 
+    async def __aenter__(self) -> ReplyStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
-        """Stop reading from the provider (safe to call more than once)."""
-        aclose = getattr(self._rest, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        """Stop reading and close the upstream connection (safe to call more than once)."""
+        if self._iterator is not None:
+            await self._iterator.aclose()  # its ``finally`` closes the upstream
+        await self._close_upstream()
+
+    async def _close_upstream(self) -> None:
+        close = getattr(self._rest, "aclose", None)
+        if close is not None:
+            await close()

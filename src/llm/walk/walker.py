@@ -1,49 +1,124 @@
-"""The chain walk: the order to try providers in, failover, and the first-token race.
+"""The chain walk: one request over the provider order, until one provider starts answering.
 
-For one request: ask the routing strategy for an order (providers whose circuit is open
-go last: a last resort, never skipped), call each in turn until one produces its first
-text, and hand that provider's reply out as a :class:`ReplyStream`. Everything before the
-first text can fail over invisibly; after it, the reply belongs to that provider.
+For one request::
 
-The walk never knows which provider or strategy it is talking to. It reports outcomes to
-the pool (state), the reporter (log lines, messages) and ``on_change`` (the active
-provider may have moved).
+    route = strategy.choose(...)        once per request: the only call that moves routing
+    for each round (retries):
+        for each provider in the route (usable first, open circuits last):
+            async with Attempt(...)     open the reply, wait for its first chunk, close on
+                                        every way out unless handed to the caller
+                race(...)               with a hedge when the first is slow to start
+    wait for a model still loading      when everything failed but a model was loading
+    → ReplyStream                       the winner's reply; a break after text is
+                                        continued by the next provider (``resume``)
+
+Everything before the first text can fail over invisibly; after it, the reply belongs to
+that provider, or is continued by the next one. How each attempt went is reported once,
+to the :class:`~.outcomes.OutcomeRecorder`; the walk itself only decides what to try next.
+
+How an attempt can end, and what the walk does about it:
+
+* an answer: the reply starts; a racing attempt is cancelled;
+* skipped (:class:`CannotExpress`): this server cannot say the request; the next is asked;
+* refused (:class:`ProviderRejected`, a server's 400/422): its answer, not its failure;
+  the next is asked, and only if every provider refused does the caller get the refusal;
+* failed (:class:`ProviderError`): counted against the provider; the next is asked;
+* the caller's own mistake (:class:`RequestError` from DEMI's translation): raised at once;
+* anything else is a DEMI bug: it propagates untouched and counts against no provider.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from ...core.config import LLMConfig
 from ..errors import (
     AllProvidersFailed,
     CannotExpress,
+    DemiError,
     EmbeddedModelLoading,
     ProviderError,
-    ProviderTimeout,
+    ProviderRejected,
     RequestError,
 )
-from ..options import ChatOptions, request_for
-from ..providers.base import Provider
+from ..options import ChatOptions
 from ..report import Reporter
-from ..routing.strategies import Outcome, RouteContext, Strategy
+from ..routing.strategy import RouteContext, Strategy
 from ..state.health import HealthMonitor
-from ..state.registry import ProviderPool
+from ..state.registry import ProviderRegistry
 from ..tokens import TokenEstimator
-from ..types import ChatChunk, ChatRequest
-from .hedge import Attempt, HedgePolicy, aclose_chunks, first_chunk, first_token
-from .policy import WalkPolicy
-from .reply import Continuation, ReplyStream, Resume
+from ..types import ChatChunk
+from .attempt import Attempt, starts_reply
+from .fitting import request_for
+from .hedge import HedgeLedger, HedgePolicy, race
+from .outcomes import OutcomeRecorder
+from .reply import Continuation, ReplyStream
 from .retry import RetryPolicy
 
 
+@dataclass(frozen=True, slots=True)
+class WalkPolicy:
+    """The configuration the walk reads, built once."""
+
+    max_tokens: int
+    health_check_wait: float
+    load_wait: float
+    fallback_enabled: bool
+    mid_stream: str
+    hedge: HedgePolicy
+    retry: RetryPolicy
+
+    @classmethod
+    def from_config(cls, llm: LLMConfig) -> WalkPolicy:
+        return cls(max_tokens=llm.max_tokens, health_check_wait=llm.health_check_wait,
+                   load_wait=llm.embedded.load_wait, fallback_enabled=llm.enable_fallback,
+                   mid_stream=llm.mid_stream, hedge=HedgePolicy.from_config(llm.hedge),
+                   retry=RetryPolicy(llm.retry))
+
+
+@dataclass(slots=True, eq=False)
+class Route:
+    """One request's way through the chain: the order chosen for it, once, and what the
+    walk learned on the way."""
+
+    order: list[str]
+    """The strategy's choice for this request, preferred first."""
+    messages: list[dict[str, Any]]
+    """The caller's conversation (each provider gets its own fitted copy)."""
+    options: ChatOptions
+    pinned: bool
+    started: float = field(default_factory=time.perf_counter)
+    tried: set[str] = field(default_factory=set)
+    failures: list[ProviderError] = field(default_factory=list)
+    """This round's failures (a retry round starts with none)."""
+    rejections: list[ProviderRejected] = field(default_factory=list)
+    skipped: list[CannotExpress] = field(default_factory=list)
+
+    def attempts(self, registry: ProviderRegistry) -> list[str]:
+        """The order to try now: usable providers first, open circuits last (a last
+        resort, never skipped)."""
+        usable = registry.usable()
+        return ([n for n in self.order if n in usable]
+                + [n for n in self.order if n not in usable])
+
+    def new_round(self) -> None:
+        self.tried.clear()
+        self.failures.clear()
+        self.rejections.clear()
+
+
 class ChainWalker:
+    """Walks the provider order for each request; the facade's one way to ask providers."""
+
     def __init__(
         self,
-        pool: ProviderPool,
+        registry: ProviderRegistry,
         strategy: Strategy,
         monitor: HealthMonitor,
         reporter: Reporter,
@@ -54,335 +129,280 @@ class ChainWalker:
         last_resort: frozenset[str] = frozenset(),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.pool = pool
+        self.registry = registry
         self.last_resort = last_resort
-        self.chain = list(pool)
+        self.chain = list(registry)
         self.strategy = strategy
         self.monitor = monitor
         self.reporter = reporter
         self.policy = policy
         self.tokens = TokenEstimator()
-        self.hedge = HedgePolicy(policy.hedge)
-        self.retry = RetryPolicy(policy.retry)
+        self.hedges = HedgeLedger(policy.hedge)
+        self.outcomes = OutcomeRecorder(registry, strategy, reporter, self.hedges, self.tokens,
+                                        on_change)
         self._sleep = sleep
         self._forced = forced
-        self._on_change = on_change
+
+    @property
+    def forced(self) -> str | None:
+        """The provider pinned with ``force_provider``, if any."""
+        return self._forced()
 
     # -- order -----------------------------------------------------------------------------
     def _context(
-        self, workload: str | None, usable: frozenset[str], msgs: list[dict[str, Any]] | None,
+        self, workload: str | None, messages: Sequence[dict[str, Any]] = (),
     ) -> RouteContext:
         return RouteContext(
-            available=usable,
-            stats={n: self.pool[n].stats for n in self.pool},
-            regions={n: self.pool[n].provider.region for n in self.pool},
+            available=self.registry.usable(),
+            stats={n: self.registry[n].stats for n in self.registry},
+            regions={n: self.registry[n].provider.region for n in self.registry},
             workload=workload,
             last_resort=self.last_resort,
-            messages=msgs or (),
+            messages=messages,
         )
 
-    def attempt_order(
-        self, workload: str | None, msgs: list[dict[str, Any]] | None = None,
-    ) -> tuple[list[str], list[str]]:
-        """(the order to try, the strategy's own order before open circuits moved back)."""
+    def ranking(self) -> list[str]:
+        """The strategy's order as things stand, with no side effects (status, standby)."""
         forced = self._forced()
-        if forced is not None:
-            return [forced], [forced]
-        usable = self.pool.usable()
-        ordered = self.strategy.order(self.chain, self._context(workload, usable, msgs))
-        attempts = [n for n in ordered if n in usable] + [n for n in ordered if n not in usable]
-        return attempts, ordered
+        return [forced] if forced is not None else self.strategy.rank(
+            self.chain, self._context(None))
 
     def preview(self) -> tuple[str, str]:
         """(where new requests go first now, where the strategy wants them when all is up).
 
         Side-effect free: it is what ``active_provider`` and the switch lines report.
         """
-        usable = self.pool.usable()
-        ordered = self.strategy.preview(self.chain, self._context(None, usable, None))
-        active = next((n for n in ordered if n in usable), ordered[0])
-        return active, ordered[0]
+        ranked = self.strategy.rank(self.chain, self._context(None))
+        usable = self.registry.usable()
+        active = next((n for n in ranked if n in usable), ranked[0])
+        return active, ranked[0]
+
+    def route(
+        self, messages: list[dict[str, Any]], opts: ChatOptions, *, choose: bool = True,
+    ) -> Route:
+        """The route of one request: the strategy's choice (``choose``: a real request
+        being routed, the one call that may move the strategy), or its ranking."""
+        forced = self._forced()
+        if forced is not None:
+            order = [forced]
+        elif choose:
+            order = self.strategy.choose(self.chain, self._context(opts.workload, messages))
+        else:
+            order = self.strategy.rank(self.chain, self._context(opts.workload))
+        return Route(order=order, messages=messages, options=opts, pinned=forced is not None)
 
     async def probe_ahead(self) -> None:
         """While in fallback, check the providers ahead of the active one (bounded wait)."""
         if self._forced() is not None:
             return
         for name in self.chain:
-            if self.pool[name].usable:
+            if self.registry[name].usable:
                 return
             await self.monitor.maybe_probe(name, self.policy.health_check_wait)
 
     # -- the walk --------------------------------------------------------------------------
     async def open(
-        self, msgs: list[dict[str, Any]], opts: ChatOptions, *, continuable: bool = False,
+        self, messages: list[dict[str, Any]], opts: ChatOptions, *, continuable: bool = False,
     ) -> ReplyStream:
-        """Walk the order until one provider starts answering; return its reply stream.
+        """Walk the route until one provider starts answering; return its reply stream.
 
         ``continuable`` (a streaming caller) lets a reply that breaks after text be
         continued by the next provider when ``llm.mid_stream`` is ``continue``. Raises
-        RequestError for the caller's own mistakes (no failover), AllProvidersFailed when
-        every provider failed before producing text. Anything else a provider raises
-        is a DEMI bug: it propagates untouched and counts against no provider.
+        RequestError for the caller's own mistakes, RequestRejected when every provider
+        refused the request, AllProvidersFailed when every provider failed before
+        producing text.
         """
-        started = time.perf_counter()
-        round_no = 0
-        unsaid: list[CannotExpress] = []
-        while True:
+        route = self.route(messages, opts)
+        for round_no in range(self.policy.retry.rounds + 1):
+            if round_no:
+                route.new_round()
             await self.probe_ahead()
-            order, errors, reply = await self._walk(msgs, opts, continuable, started, unsaid)
+            reply = await self._round(route, continuable)
             if reply is not None:
                 return reply
             # Pinned (force_provider): the caller asked for that provider and no fallback.
-            wait = None if self._forced() is not None or not errors else self.retry.wait(
-                round_no, errors, time.perf_counter() - started)
+            wait = None if route.pinned else self.policy.retry.wait(
+                round_no, route.failures, time.perf_counter() - route.started)
             if wait is None:
                 break
             self.reporter.retrying(round_no + 1, wait)
             await self._sleep(wait)
-            round_no += 1
-        reply = await self._after_loading(msgs, opts, errors, started)
+        reply = await self._after_loading(route)
         if reply is not None:
             return reply
-        if unsaid and not errors:
-            raise RequestError(
-                f"no provider can take this request: {unsaid[0]} "
-                f"({unsaid[0].field} is not supported by any provider in the chain)"
-            )
-        raise self._all_failed(order, errors)
+        raise self._exhausted(route)
 
-    async def _walk(
-        self, msgs: list[dict[str, Any]], opts: ChatOptions, continuable: bool, started: float,
-        unsaid: list[CannotExpress],
-    ) -> tuple[list[str], list[ProviderError], ReplyStream | None]:
-        """One round over the order: (the order, its failures, the reply if one started).
-
-        Providers that cannot express the request are skipped (nobody's fault) and added
-        to ``unsaid``.
-        """
-        order, preferred = self.attempt_order(opts.workload, msgs)
-        errors: list[ProviderError] = []
-        tried: set[str] = set()
-        hedging = self.hedge.enabled and self._forced() is None
+    async def _round(self, route: Route, continuable: bool) -> ReplyStream | None:
+        """One pass over the route: the first provider to start answering, or None."""
+        hedging = self.policy.hedge.enabled and not route.pinned
         if hedging:
-            self.hedge.request_started()
+            self.hedges.request_started()
+        for name in route.attempts(self.registry):
+            if name in route.tried:
+                continue  # a hedge target that already had its turn
+            async with contextlib.AsyncExitStack() as attempts:
+                first = await attempts.enter_async_context(self._attempt(name, route))
+                delay = self.hedges.delay_for(first.provider) if hedging else None
+                winner = await race(
+                    first, delay=delay,
+                    hedge=functools.partial(self._hedge, route, attempts, name),
+                    settled=functools.partial(self._settled, route),
+                )
+                if winner is None:
+                    continue
+                if winner is not first and not first.answered and first.error is None:
+                    assert delay is not None  # silent past the hedge delay: it lost
+                    self.outcomes.hedge_lost(first.name, delay, winner.name)
+                return self._reply(winner, route, continuable, hedged=winner is not first)
+        return None
 
-        def start(name: str) -> Attempt:
-            tried.add(name)
-            self.reporter.trying(name)
-            request = self._request_for(self.pool[name].provider, msgs, opts)
-            chunks = self.pool[name].provider.stream(request).__aiter__()
-            task = asyncio.ensure_future(first_chunk(name, chunks))
-            return Attempt(name, request, chunks, time.perf_counter(), task)
+    async def _hedge(
+        self, route: Route, attempts: contextlib.AsyncExitStack, slow: str,
+    ) -> Attempt[ChatChunk] | None:
+        """A second attempt for a slow first one (owned by the same exit stack), or None
+        when no provider or no hedge budget is left."""
+        target = self.policy.hedge.target(self.registry, route.attempts(self.registry),
+                                          route.tried)
+        if target is None or not self.hedges.take():
+            return None
+        self.reporter.hedging(slow, target)
+        return await attempts.enter_async_context(self._attempt(target, route))
 
-        def failed(att: Attempt, exc: BaseException) -> None:
-            if isinstance(exc, CannotExpress):
-                # Nobody's fault: this kind of server cannot say it; the next one may.
-                self.reporter.logger.debug("%s skipped: %s", att.name, exc)
-                unsaid.append(exc)
-                return
-            if isinstance(exc, RequestError):
-                self.pool.record_caller_error(att.name)
-                return
-            assert isinstance(exc, ProviderError)
-            self._failed(att.name, exc)
-            errors.append(exc)
-            # Say why traffic moves now, before a health probe can report it first.
-            self._on_change("request")
+    def _attempt(self, name: str, route: Route,
+                 messages: list[dict[str, Any]] | None = None) -> Attempt[ChatChunk]:
+        """An attempt at ``name`` for this route (``messages``: a continuation's prefill)."""
+        route.tried.add(name)
+        provider = self.registry[name].provider
+        request = request_for(provider, messages or route.messages, route.options,
+                              self.tokens, self.policy.max_tokens, self.reporter.logger)
+        self.reporter.trying(name)
+        return Attempt(name, provider, lambda: provider.stream(request), request=request,
+                       ready=starts_reply)
 
-        hedged: list[str] = []  # one hedge per request
+    def _settled(self, route: Route, attempt: Attempt[Any]) -> None:
+        """An attempt ended without an answer: record why, and what the walk does next."""
+        if (skipped := attempt.skipped) is not None:
+            route.skipped.append(skipped)
+            self.outcomes.skipped(attempt.name, skipped)
+        elif (rejected := attempt.rejected) is not None:
+            route.rejections.append(rejected)
+            self.outcomes.rejected(attempt.name, rejected)
+        elif (failure := attempt.failure) is not None:
+            route.failures.append(failure)
+            self.outcomes.failed(attempt.name, failure)
+        else:
+            assert isinstance(attempt.error, RequestError)
+            raise attempt.error  # the caller's own request (DEMI's checks): no failover
 
-        def hedge_for(slow: str) -> Callable[[], Attempt | None]:
-            def second() -> Attempt | None:
-                target = self.hedge.target(self.pool, order, tried)
-                if hedged or target is None or not self.hedge.take():
-                    return None
-                hedged.append(target)
-                self.reporter.hedging(slow, target)
-                return start(target)
-            return second
-
-        for name in order:
-            if name in tried:
-                continue
-            att = start(name)
-            delay = self.hedge.delay_for(self.pool[name].provider) if hedging else None
-            winner = await first_token(att, delay=delay, hedge=hedge_for(name), failed=failed)
-            if winner is None:
-                continue
-            ttft = time.perf_counter() - winner.started
-            self.hedge.observe_ttft(winner.name, ttft)
-            hedge_won = winner is not att
-            self.hedge.hedge_wins += hedge_won
-            if hedge_won and att.task.cancelled():
-                # Silent past the hedge delay while another provider answered: a hung
-                # server must open its circuit now, not after a full first-token timeout
-                # on some later request that found the hedge budget spent.
-                self._failed(att.name, ProviderTimeout(
-                    att.name, f"no first token within {delay:g}s; "
-                    f"{self.pool[winner.name].provider.display_name} answered first"))
-                self._on_change("request")
-            # A fallback happened if anything the strategy preferred was down or failed.
-            ahead = preferred[: preferred.index(winner.name)]
-            fallback = (bool(errors) or hedge_won
-                        or any(not self.pool[n].usable for n in ahead))
-            resume = (functools.partial(self.resume, msgs, opts)
-                      if continuable and self.policy.mid_stream == "continue"
-                      and self._forced() is None else None)  # pinned: no other provider
-            won = self._reply(winner.name, winner.request, winner.task.result(),
-                              winner.chunks, errors, fallback, started, resume)
-            won.hedged = hedge_won
-            return order, errors, won
-        return order, errors, None
-
-    async def _after_loading(
-        self, msgs: list[dict[str, Any]], opts: ChatOptions, errors: list[ProviderError],
-        started: float,
-    ) -> ReplyStream | None:
+    async def _after_loading(self, route: Route) -> ReplyStream | None:
         """Everything failed but a provider was only still loading: wait for it, ask once.
 
         Right after start-up the embedded model takes a second or two to load; a message
         that arrives then, with both servers down, waits for it instead of failing.
         """
-        for exc in errors:
-            if not isinstance(exc, EmbeddedModelLoading):
+        loading = [e.provider for e in route.failures if isinstance(e, EmbeddedModelLoading)]
+        for name in loading:
+            if not await self.registry[name].provider.wait_ready(self.policy.load_wait):
                 continue
-            name = exc.provider
-            provider = self.pool[name].provider
-            if not await provider.wait_ready(self.policy.load_wait):
-                continue
-            request = self._request_for(provider, msgs, opts)
-            chunks = provider.stream(request).__aiter__()
-            try:
-                first = await first_chunk(name, chunks)
-            except ProviderError as again:
-                await aclose_chunks(chunks)
-                self._failed(name, again)
-                errors.append(again)
-                continue
-            except BaseException:
-                await aclose_chunks(chunks)
-                raise
-            return self._reply(name, request, first, chunks, errors, True, started)
+            async with self._attempt(name, route) as attempt:
+                await attempt.wait()
+                if attempt.answered:
+                    return self._reply(attempt, route, continuable=False, hedged=False)
+                self._settled(route, attempt)
         return None
 
-    async def resume(
-        self, msgs: list[dict[str, Any]], opts: ChatOptions, text: str, used: frozenset[str],
-    ) -> Continuation | None:
-        """Ask the next provider (not one that served this reply) to continue ``text``.
-
-        The request is the conversation plus ``text`` as a trailing assistant message: both
-        Ollama and OpenAI-compatible servers treat that as the start of their reply. Failures
-        before the continuation's first chunk count against that provider, and the next one
-        is tried; None when no provider is left.
-        """
-        order, _ = self.attempt_order(opts.workload, msgs)
-        prefill = [*msgs, {"role": "assistant", "content": text}]
-        queue = [n for n in order if n not in used]
-        loading: list[str] = []  # still loading (the embedded model): waited for, once
-        while queue:
-            name = queue.pop(0)
-            provider = self.pool[name].provider
-            request = self._request_for(provider, prefill, opts)
-            started = time.perf_counter()
-            chunks = provider.stream(request).__aiter__()
-            try:
-                first = await first_chunk(name, chunks)
-            except RequestError:  # the server refused the prefill: not its failure, skip it
-                await aclose_chunks(chunks)
-                continue
-            except ProviderError as exc:
-                await aclose_chunks(chunks)
-                self._failed(name, exc)
-                self._on_change("request")
-                if (isinstance(exc, EmbeddedModelLoading) and name not in loading
-                        and await provider.wait_ready(self.policy.load_wait)):
-                    loading.append(name)
-                    queue.append(name)
-                continue
-            except BaseException:
-                await aclose_chunks(chunks)
-                raise
-            self.reporter.continued(used, name, len(text))
-            return Continuation(
-                provider=name, display_name=provider.display_name, first=first, rest=chunks,
-                on_finish=functools.partial(self._finish_part, name, request, started,
-                                            time.perf_counter() - started),
+    def _exhausted(self, route: Route) -> DemiError:
+        """The error for a request no provider started answering."""
+        if route.failures:
+            return self._all_failed(route)
+        if route.rejections:
+            return self.reporter.all_rejected(route.rejections)
+        if route.skipped:
+            first = route.skipped[0]
+            return RequestError(
+                f"no provider can take this request: {first} "
+                f"({first.field} is not supported by any provider in the chain)"
             )
-        return None
+        return self._all_failed(route)
 
-    def _all_failed(self, order: list[str], errors: list[ProviderError]) -> AllProvidersFailed:
+    def _all_failed(self, route: Route) -> AllProvidersFailed:
+        errors: list[ProviderError] = [*route.failures, *route.rejections]
         return self.reporter.all_failed(
-            order, errors, forced=self._forced(), chain=self.chain,
+            route.order, errors, forced=self._forced(), chain=self.chain,
             fallback_enabled=self.policy.fallback_enabled,
         )
 
+    # -- the reply -------------------------------------------------------------------------
     def _reply(
-        self, name: str, request: ChatRequest, first: ChatChunk,
-        chunks: AsyncIterator[ChatChunk], errors: list[ProviderError], fallback: bool,
-        started: float, resume: Resume | None = None,
+        self, winner: Attempt[ChatChunk], route: Route, continuable: bool, *, hedged: bool,
     ) -> ReplyStream:
-        provider = self.pool[name].provider
-        self.reporter.answering(name, fallback, self.chain)
+        """Hand the winner's open reply to the caller as a :class:`ReplyStream`."""
+        name = winner.name
+        assert winner.first is not None and winner.request is not None
+        # A fallback happened if anything the strategy preferred was down, failed or slow.
+        ahead = route.order[: route.order.index(name)] if name in route.order else []
+        fallback = (bool(route.failures) or hedged
+                    or any(not self.registry[n].usable for n in ahead))
+        self.outcomes.answering(name, winner.ttft, fallback=fallback, hedged=hedged,
+                                chain=self.chain)
+        ttft = (winner.first_at or route.started) - route.started if winner.first.text else None
+        resume = (functools.partial(self.resume, route)
+                  if continuable and self.policy.mid_stream == "continue" and not route.pinned
+                  else None)
         return ReplyStream(
             provider=name,
-            display_name=provider.display_name,
-            model=provider.resolved_model(request),
+            display_name=winner.provider.display_name,
+            model=winner.provider.resolved_model(winner.request),
             fallback_used=fallback,
-            attempts=tuple((e.provider, e.reason) for e in errors),
-            errors=tuple(errors),
-            first=first,
-            rest=chunks,
-            started=started,
-            first_at=time.perf_counter(),
-            on_finish=functools.partial(self._finish, name, request),
+            attempts=tuple((e.provider, e.reason) for e in route.failures),
+            errors=tuple(route.failures),
+            first=winner.first,
+            rest=winner.hand_off(),
+            started=route.started,
+            first_at=winner.first_at or time.perf_counter(),
+            on_finish=functools.partial(self.outcomes.finished, name, winner.request,
+                                        route.messages, route.started, ttft, fallback),
             resume=resume,
+            hedged=hedged,
         )
 
-    def _request_for(
-        self, provider: Provider, msgs: list[dict[str, Any]], opts: ChatOptions,
-    ) -> ChatRequest:
-        return request_for(provider, msgs, opts, self.tokens, self.policy.max_tokens,
-                           self.reporter.logger)
+    async def resume(self, route: Route, text: str, used: frozenset[str]) -> Continuation | None:
+        """Ask the next provider (not one that served this reply) to continue ``text``.
 
-    # -- outcomes --------------------------------------------------------------------------
-    def _failed(self, name: str, exc: ProviderError) -> None:
-        self.reporter.failed(name, exc)
-        self.pool.record_failure(name, exc)
-        if exc.counts_against_health:
-            self.strategy.observe(Outcome(name, ok=False))
-
-    def _finish(
-        self, name: str, request: ChatRequest, reply: ReplyStream,
-        final: ChatChunk | None, error: ProviderError | None,
-    ) -> None:
-        self._record(name, request, reply.started, reply.time_to_first_token,
-                     reply.fallback_used, final, error)
-
-    def _finish_part(
-        self, name: str, request: ChatRequest, started: float, ttft: float,
-        reply: ReplyStream, final: ChatChunk | None, error: ProviderError | None,
-    ) -> None:
-        """The end of a continuation's part: its own timings; it is always a fallback."""
-        self._record(name, request, started, ttft, True, final, error)
-
-    def _record(
-        self, name: str, request: ChatRequest, started: float, ttft: float | None,
-        fallback: bool, final: ChatChunk | None, error: ProviderError | None,
-    ) -> None:
-        if error is not None:
-            self._failed(name, error)
-            self._on_change("request")
-            return
-        assert final is not None
-        moved = self.pool.record_success(
-            name, time.perf_counter() - started, ttft,
-            final.prompt_tokens, final.completion_tokens, fallback,
-        )
-        if moved:
-            self._on_change("request")
-        self.strategy.observe(Outcome(name, ok=True, ttft=ttft, messages=request.messages,
-                                      fallback=fallback))
-        provider = self.pool[name].provider
-        self.tokens.calibrate(f"{provider.name}:{provider.model}", request.messages,
-                              final.prompt_tokens)
-        self.reporter.history.record_request(name, fallback)
+        The request is the conversation plus ``text`` as a trailing assistant message: both
+        Ollama and OpenAI-compatible servers treat that as the start of their reply. The
+        route is the one chosen for the request (a continuation moves no strategy). A
+        failure before the continuation's first chunk counts against that provider, and the
+        next one is tried; a refusal of the prefill is not held against it; None when no
+        provider is left.
+        """
+        prefill = [*route.messages, {"role": "assistant", "content": text}]
+        queue = [n for n in route.attempts(self.registry) if n not in used]
+        waited: set[str] = set()  # still loading (the embedded model): waited for, once
+        while queue:
+            name = queue.pop(0)
+            async with self._attempt(name, route, prefill) as attempt:
+                await attempt.wait()
+                if attempt.answered:
+                    assert attempt.first is not None and attempt.request is not None
+                    self.reporter.continued(used, name, len(text))
+                    ttft = attempt.ttft or 0.0
+                    return Continuation(
+                        provider=name, display_name=attempt.provider.display_name,
+                        first=attempt.first, rest=attempt.hand_off(),
+                        on_finish=functools.partial(
+                            self.outcomes.finished, name, attempt.request, route.messages,
+                            attempt.started, ttft, True),
+                    )
+            if attempt.skipped is not None or attempt.rejected is not None:
+                continue  # this server cannot take the prefill: not its failure
+            failure = attempt.failure
+            if failure is None:
+                assert isinstance(attempt.error, RequestError)
+                continue  # DEMI cannot say the prefill to it: try the next
+            self.outcomes.failed(name, failure)
+            if (isinstance(failure, EmbeddedModelLoading) and name not in waited
+                    and await attempt.provider.wait_ready(self.policy.load_wait)):
+                waited.add(name)
+                queue.append(name)
+        return None
