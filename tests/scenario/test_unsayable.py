@@ -3,7 +3,6 @@ answers a request with tools or images as if they were not there."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,9 +12,10 @@ from src.llm import UnifiedLLMInference
 from src.llm.errors import AllProvidersFailed, CannotExpress, RequestError
 from src.llm.factory import build_providers
 from src.llm.providers._translate import check_text_only
-from src.llm.providers.base import Provider, Timeouts
+from src.llm.providers.base import Timeouts
 from src.llm.providers.embedded import EmbeddedProvider
-from src.llm.types import ChatChunk, ChatRequest, HealthReport
+from src.llm.types import ChatRequest
+from src.testing.scripted import Reply, ScriptedProvider
 from tests.conftest import HI, LogCapture, dead_url, llm_config
 
 pytestmark = pytest.mark.timeout(60)
@@ -23,26 +23,11 @@ TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "
 IMAGE = [{"role": "user", "content": "what is it?", "images": ["iVBORw0KGgo="]}]
 
 
-class TextOnlyModel(Provider):
+def text_only_model() -> ScriptedProvider:
     """A stand-in for the embedded model: the same check first, then a text answer."""
-
-    kind = "embedded"
-
-    def __init__(self) -> None:
-        super().__init__("embedded", "Embedded model", model="tiny", context_window=2048)
-        self.answered = 0
-
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:  # type: ignore[override]
-        check_text_only(request, "the embedded model")
-        self.answered += 1
-        yield ChatChunk("plain text")
-        yield ChatChunk("", done=True, finish_reason="stop")
-
-    async def health(self) -> HealthReport:
-        return HealthReport(healthy=True, latency=0.001)
-
-    async def close(self) -> None:
-        return None
+    return ScriptedProvider("embedded", then=Reply("plain text"), kind="embedded",
+                            display_name="Embedded model",
+                            check=lambda request: check_text_only(request, "the embedded model"))
 
 
 def embedded(log: LogCapture) -> EmbeddedProvider:
@@ -85,12 +70,12 @@ async def test_servers_down_a_tools_request_is_not_answered_by_the_embedded_mode
     """Both servers down and tools asked for: 503 with their reasons, the text-only model is
     not asked, and its circuit stays closed."""
     config = DemiConfig.from_mapping(llm_config(dead_url(), dead_url()))
-    model = TextOnlyModel()
+    model = text_only_model()
     providers = {**build_providers(config, log.logger), "embedded": model}
     async with UnifiedLLMInference(config, log.logger, providers=providers) as llm:
         with pytest.raises(AllProvidersFailed):
             await llm.chat(HI, tools=TOOLS)
-        assert model.answered == 0
+        assert model.counts.finished == 0
         assert llm.provider_status("embedded")["circuit"] == "closed"
         assert await llm.chat(HI) == "plain text"  # a plain request it does take
 
@@ -100,7 +85,7 @@ async def test_only_the_embedded_model_and_tools_is_a_400_naming_tools(
 ) -> None:
     """Nobody in the chain can call tools: RequestError naming tools, nothing counted."""
     config = DemiConfig.from_mapping(llm_config(dead_url(), dead_url()))
-    model = TextOnlyModel()
+    model = text_only_model()
     async with UnifiedLLMInference(config, log.logger,
                                    providers={"embedded": model}) as llm:
         with pytest.raises(RequestError, match="tools"):

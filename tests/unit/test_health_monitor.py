@@ -1,46 +1,20 @@
 """The health monitor: caching, de-duplication, bounded waits, background cadence.
 
-Providers here are in-memory stand-ins whose health() is controlled by the test (pure
-scheduling logic; the real providers are tested against real servers elsewhere).
+The provider is a scripted one whose health the test sets (pure scheduling logic; the
+real providers are tested against real servers elsewhere).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 
-from src.llm.providers.base import Provider
 from src.llm.state.breaker import BreakerPolicy
 from src.llm.state.health import HealthMonitor
 from src.llm.state.registry import ProviderRegistry, ProviderState
-from src.llm.types import ChatChunk, ChatRequest, HealthReport
+from src.testing.scripted import ScriptedProvider
 from tests.conftest import SteppingClock
 from tests.waiting import wait_until
-
-
-class ScriptedProvider(Provider):
-    """health() returns what the test sets; can be made to block until released."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name, name, model="m", context_window=4096)
-        self.healthy = True
-        self.calls = 0
-        self.gate: asyncio.Event | None = None
-
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:  # type: ignore[override]
-        yield ChatChunk("", done=True)
-
-    async def health(self) -> HealthReport:
-        self.calls += 1
-        if self.gate is not None:
-            await self.gate.wait()
-        return HealthReport(healthy=self.healthy, latency=0.001,
-                            error=None if self.healthy else "down")
-
-    async def close(self) -> None:
-        return None
-
 
 POLICY = BreakerPolicy(failure_threshold=1, recovery_successes=2, probe_interval=0.5,
                        backoff_max=30.0)
@@ -63,48 +37,48 @@ async def test_results_are_cached_for_the_interval() -> None:
     monitor, provider, _, clock = setup(interval=60)
     await monitor.check("p")
     await monitor.check("p")
-    assert provider.calls == 1
+    assert provider.counts.health_checks == 1
     clock.advance(61)
     await monitor.check("p")
-    assert provider.calls == 2
+    assert provider.counts.health_checks == 2
 
 
 async def test_concurrent_checks_share_one_probe() -> None:
     """Many callers at once cause one probe, not one each."""
     monitor, provider, _, _ = setup()
-    provider.gate = asyncio.Event()
+    provider.health_gate = asyncio.Event()
     waiters = [asyncio.create_task(monitor.check("p")) for _ in range(10)]
     await asyncio.sleep(0)
-    provider.gate.set()
+    provider.health_gate.set()
     await asyncio.gather(*waiters)
-    assert provider.calls == 1
+    assert provider.counts.health_checks == 1
 
 
 async def test_maybe_probe_never_waits_on_a_stuck_probe() -> None:
     """A message joins an in-flight probe only within its wait bound from the probe's start."""
     monitor, provider, state, clock = setup()
     state.breaker.force_open("down")
-    provider.gate = asyncio.Event()  # the probe hangs until released
+    provider.health_gate = asyncio.Event()  # the probe hangs until released
     first = asyncio.create_task(monitor.maybe_probe("p", wait=0.05))
     await asyncio.sleep(0)
     clock.advance(1.0)  # the probe has now been in flight longer than the wait bound
     await asyncio.wait_for(monitor.maybe_probe("p", wait=0.05), 5)  # returns without waiting
-    assert provider.calls == 1
-    provider.gate.set()
+    assert provider.counts.health_checks == 1
+    provider.health_gate.set()
     await first
 
 
 async def test_probe_not_repeated_before_spacing() -> None:
     """While open, per-message probes respect the breaker's probe spacing."""
     monitor, provider, state, clock = setup()
-    provider.healthy = False
+    provider.set_health(False, "down")
     await monitor.check("p", max_age=0)
     assert not state.breaker.allows_traffic
     await monitor.maybe_probe("p", wait=0.1)
-    assert provider.calls == 1  # not due yet
+    assert provider.counts.health_checks == 1  # not due yet
     clock.advance(0.6)
     await monitor.maybe_probe("p", wait=0.1)
-    assert provider.calls == 2
+    assert provider.counts.health_checks == 2
 
 
 async def test_background_loop_checks_without_traffic() -> None:
@@ -113,13 +87,14 @@ async def test_background_loop_checks_without_traffic() -> None:
     monitor.start()
     try:
         await wait_until(lambda: state.checked_at is not None, "the first background probe")
-        assert provider.calls == 1
-        provider.healthy = False
+        assert provider.counts.health_checks == 1
+        provider.set_health(False, "down")
         await clock.step(60)
         await wait_until(lambda: not state.breaker.allows_traffic, "the second probe to fail")
-        assert provider.calls == 2
-        provider.healthy = True
+        assert provider.counts.health_checks == 2
+        provider.set_health(True)
         await clock.step(0.5)  # open: probed at probe_interval, not the full interval
-        await wait_until(lambda: provider.calls == 3, "a probe at the probe interval")
+        await wait_until(lambda: provider.counts.health_checks == 3,
+                         "a probe at the probe interval")
     finally:
         await monitor.stop()

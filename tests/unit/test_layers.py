@@ -1,5 +1,6 @@
 """The package's layers import one way: conductor → llm → core; the test doubles in
-``src.testing`` stand apart (no layer imports them, they import no layer)."""
+``src.testing`` stand apart (no layer imports them; the fake servers, which run as
+processes of their own, import no layer; the scripted provider uses only the LLM layer)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ FORBIDDEN = {
     "core": ("src.llm", "src.conductor", "src.testing"),
     "llm": ("src.conductor", "src.testing"),
     "conductor": ("src.testing",),
-    "testing": ("src.core", "src.llm", "src.conductor", "tests"),
+    "testing": ("src.conductor", "tests"),
+    "testing/fakes": ("src.core", "src.llm", "src.conductor", "tests"),
 }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from ...core.config import DemiConfig
+from ...core.tasks import cancel_and_wait
 from ...llm import UnifiedLLMInference
 from .app import LOGGER_NAME, STATE_KEY, create_app
 from .guard import check_exposure
@@ -159,13 +160,11 @@ async def _until_stopped(aw: Coroutine[Any, Any, None], stop: asyncio.Event) -> 
     try:
         await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        waiter.cancel()
+        await cancel_and_wait(waiter)
     if task.done():
         task.result()
         return True
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
     return False
 
 

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...core.tasks import cancel_and_wait
+
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 SIGNAL_MEANINGS: dict[int, str] = {
@@ -176,10 +178,10 @@ class EngineSupervisor:
             return
         self._set("closed", "the embedded provider is closed")
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        died = await cancel_and_wait(task)
+        if died is not None:
+            self.log.error("The engine supervisor had died of %s (a DEMI bug)",
+                           type(died).__name__, exc_info=died)
         await self._stop_child()
         await asyncio.sleep(0)  # the status pipe's transport closes its file on the next tick
 
@@ -231,7 +233,7 @@ class EngineSupervisor:
             await asyncio.wait([output], timeout=0.2)  # its last words, for the reason
         finally:
             transport.close()
-            output.cancel()
+            await cancel_and_wait(output)
         self._died(proc.returncode, event, ready_at is not None)
         return ready_at
 
