@@ -14,6 +14,7 @@ import socket
 import ssl
 from collections.abc import Iterable
 from types import ModuleType
+from typing import Any
 
 import aiohttp
 import httpx
@@ -74,7 +75,7 @@ KINDS: dict[str, tuple[ErrorTable, set[type[BaseException]]]] = {
 }
 
 
-def _name(cls: type) -> str:
+def _name(cls: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
