@@ -4,7 +4,12 @@ Why the care below: the client has no timeout by default (a hung server would ha
 it raises three unrelated error types (``ResponseError``, builtin ``ConnectionError``, raw
 ``httpx`` errors from streaming calls), and Ollama silently truncates prompts longer than
 its small default context unless ``options.num_ctx`` is sent. All of that is handled here,
-once, so the router only sees DEMI's own errors.
+once, so the router only sees DEMI's own errors: HTTP statuses in the response hook
+(``map_status``, where Retry-After is still known), every foreign exception through
+:data:`OLLAMA_ERRORS` at the provider's one boundary (``_errors``).
+
+What only an Ollama server answers (model management, preload and unload) the conductor
+sends through :meth:`OllamaInference.forward`: the same pooled session, the same table.
 """
 
 from __future__ import annotations
