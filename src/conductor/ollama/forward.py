@@ -17,15 +17,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
+from ...llm import OllamaInference, ProviderError
 from ..http.errors import JSON_TYPE, ApiError
 from ..http.state import ConductorState
 from .encoders import created_at
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
-_PASSED_HEADERS = ("Content-Type",)
+_CUT = _dumps({"error": "Ollama closed the connection"}).encode() + b"\n"
 
 
 def unloads(keep_alive: Any) -> bool:
@@ -34,14 +34,15 @@ def unloads(keep_alive: Any) -> bool:
 
 
 class OllamaForwarder:
-    """Forwards one request to the Ollama provider's server (one short-lived session each)."""
+    """Forwards one request to the Ollama provider's server, over that provider's own
+    pooled session and error mapping (:meth:`OllamaInference.forward`)."""
 
     def __init__(self, state: ConductorState) -> None:
         self.state = state
 
-    def _base_url(self) -> str | None:
+    def _provider(self) -> OllamaInference | None:
         provider = self.state.llm.ollama
-        return provider.base_url if provider is not None else None
+        return provider if isinstance(provider, OllamaInference) else None
 
     def ollama_model(self, requested: str) -> str:
         """The Ollama model a DEMI name means: itself if it is Ollama's, else the configured one."""
@@ -54,34 +55,28 @@ class OllamaForwarder:
 
     async def forward(self, request: web.Request, path: str, body: bytes) -> web.StreamResponse:
         """Send ``body`` to Ollama's ``path`` with the same method; stream the answer back."""
-        base = self._base_url()
-        if base is None:
+        provider = self._provider()
+        if provider is None:
             raise ApiError(502, f"{request.path} goes to an Ollama server, and none is "
                            "configured: set llm.ollama.base_url")
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.state.config.llm.
-                                        connect_timeout)
         resp: web.StreamResponse | None = None
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as session, session.request(
-                request.method, base + path, data=body,
-                headers={"Content-Type": JSON_TYPE},
-            ) as upstream:
-                resp = web.StreamResponse(status=upstream.status, headers={
-                    h: upstream.headers[h] for h in _PASSED_HEADERS if h in upstream.headers})
+            async with provider.forward(request.method, path, body) as upstream:
+                headers = {"Content-Type": upstream.content_type} if upstream.content_type else {}
+                resp = web.StreamResponse(status=upstream.status, headers=headers)
                 await resp.prepare(request)
-                async for piece in upstream.content.iter_any():
+                async for piece in upstream.body:
                     await resp.write(piece)
-                await resp.write_eof()
-                return resp
-        except aiohttp.ClientError as exc:
+        except ProviderError as exc:
             if resp is not None and resp.prepared:  # cut half way: end as Ollama would
-                await resp.write_eof(_dumps({"error": "Ollama closed the connection"}).encode()
-                                     + b"\n")
+                await resp.write_eof(_CUT)
                 return resp
             raise ApiError(
-                502, f"Ollama at {base} is not reachable ({type(exc).__name__}): "
+                502, f"Ollama at {provider.cfg.base_url} is not reachable ({exc.reason}): "
                 f"{request.path} needs the Ollama server; start it (ollama serve) and retry",
             ) from None
+        await resp.write_eof()
+        return resp
 
     async def load_or_unload(
         self, request: web.Request, path: str, model: str, keep_alive: Any, chat: bool,
@@ -92,7 +87,7 @@ class OllamaForwarder:
             body["messages"] = []
         if keep_alive is not None:
             body["keep_alive"] = keep_alive
-        if self._base_url() is not None:
+        if self._provider() is not None:
             try:
                 return await self.forward(request, path, _dumps(body).encode())
             except ApiError:

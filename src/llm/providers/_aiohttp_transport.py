@@ -7,8 +7,9 @@ it and swaps only the transport underneath, which httpx supports by design. DEMI
 one HTTP stack for every provider.
 
 Errors are not translated here: aiohttp's exceptions pass through httpx and the ``ollama``
-client untouched and are mapped once, into DEMI's tree, by the Ollama provider
-(``_errors.map_foreign``), the same function the OpenAI-compatible provider uses.
+client untouched and are mapped once, into DEMI's tree, at the Ollama provider's boundary
+(``_errors.map_errors`` with ``OLLAMA_ERRORS``, which extends the table the
+OpenAI-compatible provider uses).
 """
 
 from __future__ import annotations
@@ -52,15 +53,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-        body = request.content
-        try:
-            response = await self._send(request, headers, body)
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            if isinstance(exc, aiohttp.ClientConnectorError):
-                raise
-            # A pooled keep-alive connection the server closed (it restarted while we
-            # were busy): nothing was answered, so sending once more is safe.
-            response = await self._send(request, headers, body)
+        response = await self.send(request.method, str(request.url), headers, request.content)
         return httpx.Response(
             status_code=response.status,
             headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers],
@@ -68,12 +61,30 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             request=request,
         )
 
-    async def _send(
-        self, request: httpx.Request, headers: list[tuple[str, str]], body: bytes,
+    async def send(
+        self, method: str, url: str, headers: list[tuple[str, str]] | dict[str, str],
+        body: bytes,
+    ) -> aiohttp.ClientResponse:
+        """One request on the pooled session; the caller releases the response.
+
+        The Ollama provider forwards raw requests (model management) with it too, so they
+        share the pool and the retry below.
+        """
+        try:
+            return await self._request(method, url, headers, body)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                raise
+            # A pooled keep-alive connection the server closed (it restarted while we
+            # were busy): nothing was answered, so sending once more is safe.
+            return await self._request(method, url, headers, body)
+
+    async def _request(
+        self, method: str, url: str, headers: list[tuple[str, str]] | dict[str, str],
+        body: bytes,
     ) -> aiohttp.ClientResponse:
         return await self._get_session().request(
-            request.method, str(request.url), headers=headers, data=body or None,
-            allow_redirects=False,
+            method, url, headers=headers, data=body or None, allow_redirects=False,
         )
 
     async def aclose(self) -> None:

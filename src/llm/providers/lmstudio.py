@@ -13,7 +13,6 @@ import asyncio
 from ...core.config import LMStudioConfig
 from ..errors import ProviderError, RequestError
 from ..types import ChatRequest
-from ._errors import FOREIGN
 from .base import Timeouts
 from .openai_compat import OpenAICompatProvider, SessionFactory
 
@@ -48,16 +47,15 @@ class LMStudioInference(OpenAICompatProvider):
         body = {"messages": [{"role": "user", "content": "."}], "max_tokens": 1,
                 "stream": False, "ttl": max(1, round(keep_for))}
         try:
-            async with asyncio.timeout(self.first_token_timeout):
-                body["model"] = await self._model_for(ChatRequest(messages=[]))
-                async with self._get_session().post(
-                    self.url + "/v1/chat/completions", json=body, headers=self._headers
-                ) as resp:
-                    await resp.read()
-                    return resp.status < 400
-        except (ProviderError, RequestError):  # no model: the health check's business
-            return False
-        except FOREIGN:  # down (TimeoutError is an OSError): the health check's business
+            with self._errors("warm-up timed out"):
+                async with asyncio.timeout(self.first_token_timeout):
+                    body["model"] = await self._model_for(ChatRequest(messages=[]))
+                    async with self._get_session().post(
+                        self.url + "/v1/chat/completions", json=body, headers=self._headers
+                    ) as resp:
+                        await resp.read()
+                        return resp.status < 400
+        except (ProviderError, RequestError):  # down, no model: the health check's business
             return False
 
     async def _available_models(self) -> list[str]:

@@ -4,7 +4,12 @@ Why the care below: the client has no timeout by default (a hung server would ha
 it raises three unrelated error types (``ResponseError``, builtin ``ConnectionError``, raw
 ``httpx`` errors from streaming calls), and Ollama silently truncates prompts longer than
 its small default context unless ``options.num_ctx`` is sent. All of that is handled here,
-once, so the router only sees DEMI's own errors.
+once, so the router only sees DEMI's own errors: HTTP statuses in the response hook
+(``map_status``, where Retry-After is still known), every foreign exception through
+:data:`OLLAMA_ERRORS` at the provider's one boundary (``_errors``).
+
+What only an Ollama server answers (model management, preload and unload) the conductor
+sends through :meth:`OllamaInference.forward`: the same pooled session, the same table.
 """
 
 from __future__ import annotations
@@ -12,9 +17,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 import ollama
 import pydantic
@@ -26,20 +34,73 @@ from ..errors import (
     ProviderError,
     ProviderResponseError,
     ProviderTimeout,
-    ProviderUnavailable,
     RequestError,
 )
 from ..types import ChatChunk, ChatRequest, Embeddings, HealthReport, ToolCall
 from ._aiohttp_transport import AiohttpTransport
-from ._errors import FOREIGN, connection_reason, malformed, map_foreign, map_status
+from ._errors import (
+    SHARED_ERRORS,
+    Boundary,
+    ErrorBoundary,
+    Meaning,
+    error_text,
+    garbled,
+    hinted,
+    malformed,
+    map_errors,
+    map_status,
+    row,
+    says,
+    unreachable,
+)
 from ._timing import ReplyClock
 from ._translate import new_call_id, to_ollama
 from .base import POOL_LIMIT, Provider, Timeouts
 
-_FOREIGN: tuple[type[BaseException], ...] = (
-    *FOREIGN, ollama.ResponseError, httpx.HTTPError, pydantic.ValidationError,
-)
-"""What the ``ollama`` client adds to the shared list: its own error, httpx's, pydantic's."""
+
+def _not_found(model: str) -> str:
+    return f"model '{model}' not found (run: ollama pull {model})"
+
+
+def _ollama_said(exc: ollama.ResponseError, where: Boundary) -> ProviderError | RequestError:
+    """Ollama's own error: a line in the middle of a streamed 200 (``status_code`` -1), or
+    a status the response hook did not see first."""
+    text = str(exc.error).strip()[:300]
+    if exc.status_code == -1:
+        if says(text, Meaning.NO_MODEL):
+            return ModelNotFound(where.provider, _not_found(where.model), status=404)
+        return ProviderResponseError(where.provider, f"error in the middle of the reply: {text}")
+    return map_status(where.provider, where.display_name, exc.status_code, text, None,
+                      not_found=_not_found(where.model))
+
+
+def _client_refused(exc: ollama.RequestError, where: Boundary) -> ProviderError | RequestError:
+    """Older ``ollama`` clients (0.4) refuse a request without a model before sending it:
+    what the server's 400 ``model is required`` would have said."""
+    return map_status(where.provider, where.display_name, 400, str(exc.error), None,
+                      not_found=_not_found(where.model))
+
+
+def _httpx_timed_out(exc: httpx.TimeoutException, where: Boundary) -> ProviderTimeout:
+    return ProviderTimeout(where.provider, f"timed out ({type(exc).__name__})")
+
+
+def _httpx_cut(exc: httpx.HTTPError, where: Boundary) -> ProviderResponseError:
+    return ProviderResponseError(where.provider, "connection closed in the middle of the reply")
+
+
+OLLAMA_ERRORS = SHARED_ERRORS.extended((
+    row(ollama.ResponseError, _ollama_said),
+    row(ollama.RequestError, _client_refused),
+    # httpx raises its own only where it works itself (decoding, an injected transport);
+    # under AiohttpTransport the network's errors are aiohttp's, in the shared rows.
+    row(httpx.TimeoutException, _httpx_timed_out),
+    row(httpx.RemoteProtocolError, _httpx_cut),
+    row(httpx.ReadError, _httpx_cut),
+    row(httpx.HTTPError, unreachable),
+    row(pydantic.ValidationError, garbled),  # a reply line without the fields it promises
+))
+"""What the ``ollama`` client adds to the shared table: its own errors, httpx's, pydantic's."""
 
 
 def normalize_model_name(name: str) -> str:
@@ -75,12 +136,39 @@ def _unsupported_capability(body: bytes) -> str | None:
     >>> _unsupported_capability(b'{"error":"invalid options"}') is None
     True
     """
-    text = body.decode("utf-8", "replace")
-    marker = "does not support "
-    if marker not in text:
-        return None
-    word = text.split(marker, 1)[1].split('"', 1)[0].strip().split()[0:1]
-    return _CAPABILITY_FIELDS.get(word[0].strip(".,")) if word else None
+    rest = hinted(error_text(body), Meaning.LACKS_FEATURE)
+    word = rest.split()[:1] if rest is not None else []
+    return _CAPABILITY_FIELDS.get(word[0].strip(".,\"'")) if word else None
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """An answer of the Ollama server passed on as it is (see :meth:`OllamaInference.forward`)."""
+
+    status: int
+    content_type: str | None
+    body: AsyncIterator[bytes]
+    """The body chunk by chunk as Ollama writes it; a failed read raises a ProviderError."""
+
+
+class _Body:
+    """Iterates an upstream body; each read inside the provider's error boundary."""
+
+    __slots__ = ("_content", "_errors")
+
+    def __init__(self, content: aiohttp.StreamReader, errors: ErrorBoundary) -> None:
+        self._content = content
+        self._errors = errors
+
+    def __aiter__(self) -> _Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        with self._errors:
+            piece = await self._content.readany()
+        if not piece:
+            raise StopAsyncIteration
+        return piece
 
 
 class OllamaInference(Provider):
@@ -95,7 +183,7 @@ class OllamaInference(Provider):
         *,
         name: str = "ollama",
         display_name: str = "Ollama",
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: AiohttpTransport | None = None,
     ) -> None:
         super().__init__(
             name, display_name, model=cfg.model, context_window=cfg.context_window,
@@ -106,23 +194,30 @@ class OllamaInference(Provider):
         self.first_token_timeout = cfg.timeout
         self.read_idle_timeout = timeouts.read_idle
         self.health_timeout = timeouts.health
+        self.connect_timeout = timeouts.connect
         # read=None: the first-token and idle bounds are enforced per read by ReplyClock,
         # which knows which of the two applies; httpx only bounds connecting (and, as
         # ever, sending: a request body is small, so the first-token bound covers it).
         timeout = httpx.Timeout(
             connect=timeouts.connect, read=None, write=cfg.timeout, pool=timeouts.connect
         )
+        self._transport = transport or AiohttpTransport(timeouts.connect, POOL_LIMIT)
         self._client = ollama.AsyncClient(
             host=cfg.base_url,
             timeout=timeout,
-            transport=transport or AiohttpTransport(timeouts.connect, POOL_LIMIT),
+            transport=self._transport,
             event_hooks={"response": [self._check_status]},
         )
+
+    def _errors(self, timeout: str | Callable[[], str], model: str) -> ErrorBoundary:
+        """The one place Ollama's foreign errors become DEMI's (:data:`OLLAMA_ERRORS`)."""
+        return map_errors(self, OLLAMA_ERRORS, timeout, model=model)
 
     async def _check_status(self, response: httpx.Response) -> None:
         """Map an HTTP error status here, where its headers (Retry-After) are still known.
 
         The ``ollama`` client would turn it into a ``ResponseError`` that keeps only the text.
+        Raised inside httpx, the DEMI error passes every boundary on its way out untouched.
         """
         if response.status_code >= 400:
             body = await response.aread()
@@ -134,7 +229,7 @@ class OllamaInference(Provider):
                                         f"support {unsupported}")
             raise map_status(
                 self.name, self.display_name, response.status_code, body, response.headers,
-                not_found=f"model '{model}' not found (run: ollama pull {model})",
+                not_found=_not_found(model),
             )
 
     def _options(self, request: ChatRequest, extra: dict[str, Any]) -> dict[str, Any]:
@@ -158,65 +253,64 @@ class OllamaInference(Provider):
         calls: list[ToolCall] = []
         said = to_ollama(request)
         try:
-            try:
-                # With stream=True nothing is sent yet: a ValidationError here is about the
-                # request DEMI built, which this client cannot express; never Ollama's fault.
-                parts = await self._client.chat(
-                    model=model,
-                    messages=said.messages,
-                    tools=said.tools,
-                    format=said.format,
-                    think=said.think,
-                    stream=True,
-                    options=self._options(request, said.options),
-                    keep_alive=self.cfg.keep_alive if said.keep_alive is None
-                    else said.keep_alive,
-                )
-            except pydantic.ValidationError as exc:
-                err = exc.errors(include_url=False)[0]
-                where = ".".join(str(p) for p in err["loc"])
-                raise CannotExpress(where or "messages", "the ollama client rejects it: "
-                                    + err["msg"]) from None
-            iterator = parts.__aiter__()
-            while True:
+            with self._errors(clock.describe, model):
                 try:
-                    part = await clock.read(iterator.__anext__())
-                except StopAsyncIteration:
-                    break
-                text = (part.message.content or "") if part.message is not None else ""
-                if part.message is not None and part.message.tool_calls:
-                    clock.started = True
-                    calls.extend(
-                        ToolCall(id=new_call_id(), name=c.function.name,
-                                 arguments=json.dumps(dict(c.function.arguments)))
-                        for c in part.message.tool_calls
+                    # With stream=True nothing is sent yet: a ValidationError here is about
+                    # the request DEMI built, which this client cannot express; never
+                    # Ollama's fault (a reply's ValidationError is, in OLLAMA_ERRORS).
+                    parts = await self._client.chat(
+                        model=model,
+                        messages=said.messages,
+                        tools=said.tools,
+                        format=said.format,
+                        think=said.think,
+                        stream=True,
+                        options=self._options(request, said.options),
+                        keep_alive=self.cfg.keep_alive if said.keep_alive is None
+                        else said.keep_alive,
                     )
-                if part.done:
-                    final = ChatChunk(
-                        text=text,
-                        done=True,
-                        model=part.model or model,
-                        finish_reason="tool_calls" if calls else part.done_reason or "stop",
-                        prompt_tokens=part.prompt_eval_count,
-                        completion_tokens=part.eval_count,
-                        tool_calls=tuple(calls),
-                    )
-                    # Read to the end of the body so httpx returns the connection to its
-                    # pool; stopping at the done line would cost a new TCP connection per reply.
-                    while True:
-                        try:
-                            await clock.read(iterator.__anext__())
-                        except StopAsyncIteration:
-                            break
-                    yield final
-                    return
-                if text:
-                    clock.started = True
-                yield ChatChunk(text=text)
-        except (ProviderError, RequestError):
-            raise
-        except _FOREIGN as exc:
-            raise self._map_error(exc, clock.describe(), model) from exc
+                except pydantic.ValidationError as exc:
+                    err = exc.errors(include_url=False)[0]
+                    where = ".".join(str(p) for p in err["loc"])
+                    raise CannotExpress(where or "messages", "the ollama client rejects it: "
+                                        + err["msg"]) from None
+                iterator = parts.__aiter__()
+                while True:
+                    try:
+                        part = await clock.read(iterator.__anext__())
+                    except StopAsyncIteration:
+                        break
+                    text = (part.message.content or "") if part.message is not None else ""
+                    if part.message is not None and part.message.tool_calls:
+                        clock.started = True
+                        calls.extend(
+                            ToolCall(id=new_call_id(), name=c.function.name,
+                                     arguments=json.dumps(dict(c.function.arguments)))
+                            for c in part.message.tool_calls
+                        )
+                    if part.done:
+                        final = ChatChunk(
+                            text=text,
+                            done=True,
+                            model=part.model or model,
+                            finish_reason="tool_calls" if calls else part.done_reason or "stop",
+                            prompt_tokens=part.prompt_eval_count,
+                            completion_tokens=part.eval_count,
+                            tool_calls=tuple(calls),
+                        )
+                        # Read to the end of the body so httpx returns the connection to its
+                        # pool; stopping at the done line would cost a new TCP connection per
+                        # reply.
+                        while True:
+                            try:
+                                await clock.read(iterator.__anext__())
+                            except StopAsyncIteration:
+                                break
+                        yield final
+                        return
+                    if text:
+                        clock.started = True
+                    yield ChatChunk(text=text)
         finally:
             clock.close()
             # Close the HTTP stream now, not whenever the generator is collected.
@@ -225,46 +319,12 @@ class OllamaInference(Provider):
                 await aclose()
         raise ProviderResponseError(self.name, "the reply ended before Ollama said it was done")
 
-    def _map_error(
-        self, exc: BaseException, timeout: str, model: str
-    ) -> ProviderError | RequestError:
-        """Translate one of ``_FOREIGN`` into DEMI's tree (the one place this happens)."""
-        if isinstance(exc, ollama.ResponseError):
-            text = str(exc.error).strip()[:300]
-            if exc.status_code == -1:  # an error line in the middle of a streamed reply
-                if "not found" in text and "model" in text:
-                    return ModelNotFound(
-                        self.name, f"model '{model}' not found (run: ollama pull {model})",
-                        status=404,
-                    )
-                return ProviderResponseError(
-                    self.name, f"error in the middle of the reply: {text}"
-                )
-            return map_status(
-                self.name, self.display_name, exc.status_code, text, None,
-                not_found=f"model '{model}' not found (run: ollama pull {model})",
-            )
-        if isinstance(exc, httpx.TimeoutException):  # only with an injected httpx transport
-            return ProviderTimeout(self.name, f"timed out ({type(exc).__name__})")
-        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
-            return ProviderResponseError(self.name, "connection closed in the middle of the reply")
-        if isinstance(exc, httpx.HTTPError):
-            return ProviderUnavailable(self.name, connection_reason(exc))
-        if isinstance(exc, pydantic.ValidationError):
-            return malformed(self.name, self.display_name)
-        return map_foreign(self.name, self.display_name, exc, timeout)
-
     async def embed(self, texts: list[str], model: str) -> Embeddings:
         """``POST /api/embed``, bounded by the first-token timeout (a cold load included)."""
-        try:
+        with self._errors(f"no embeddings within {self.first_token_timeout:g}s", model):
             async with asyncio.timeout(self.first_token_timeout):
                 reply = await self._client.embed(model=model, input=texts,
                                                  keep_alive=self.cfg.keep_alive)
-        except (ProviderError, RequestError):
-            raise
-        except _FOREIGN as exc:
-            limit = f"no embeddings within {self.first_token_timeout:g}s"
-            raise self._map_error(exc, limit, model) from exc
         vectors = [list(v) for v in reply.embeddings]
         if len(vectors) != len(texts):
             raise malformed(self.name, self.display_name)
@@ -273,15 +333,13 @@ class OllamaInference(Provider):
     async def health(self) -> HealthReport:
         """``GET /api/tags``; healthy only if the configured model is installed."""
         start = time.perf_counter()
+        timeout = f"health check timed out after {self.health_timeout:g}s"
         try:
-            async with asyncio.timeout(self.health_timeout):
-                listing = await self._client.list()
+            with self._errors(timeout, self.cfg.model):
+                async with asyncio.timeout(self.health_timeout):
+                    listing = await self._client.list()
         except (ProviderError, RequestError) as exc:
             return HealthReport(healthy=False, latency=time.perf_counter() - start, error=str(exc))
-        except _FOREIGN as exc:
-            timeout = f"health check timed out after {self.health_timeout:g}s"
-            reason = str(self._map_error(exc, timeout, self.cfg.model))
-            return HealthReport(healthy=False, latency=time.perf_counter() - start, error=reason)
         latency = time.perf_counter() - start
         names = tuple(m.model or "" for m in listing.models)
         wanted = normalize_model_name(self.cfg.model)
@@ -289,7 +347,7 @@ class OllamaInference(Provider):
         if not present:
             return HealthReport(
                 healthy=False, latency=latency, models=names, model_present=False,
-                error=f"model '{self.cfg.model}' not found (run: ollama pull {self.cfg.model})",
+                error=_not_found(self.cfg.model),
             )
         return HealthReport(healthy=True, latency=latency, models=names, model_present=True)
 
@@ -298,15 +356,41 @@ class OllamaInference(Provider):
 
         Every call resets Ollama's unload timer, so calling more often than ``keep_for``
         keeps the model loaded indefinitely. A cold load may take long: bounded by the
-        first-token timeout. Failures are the standby loop's business (logged at DEBUG).
+        first-token timeout. Failures (down, no such model) are the health check's business;
+        the standby loop logs them at DEBUG.
         """
         try:
-            async with asyncio.timeout(self.first_token_timeout):
-                await self._client.chat(model=self.cfg.model, messages=[],
-                                        keep_alive=f"{max(1, round(keep_for))}s")
-        except _FOREIGN:  # down (TimeoutError is an OSError): the health check's business
+            with self._errors("warm-up timed out", self.cfg.model):
+                async with asyncio.timeout(self.first_token_timeout):
+                    await self._client.chat(model=self.cfg.model, messages=[],
+                                            keep_alive=f"{max(1, round(keep_for))}s")
+        except (ProviderError, RequestError):
             return False
         return True
+
+    @asynccontextmanager
+    async def forward(self, method: str, path: str, body: bytes) -> AsyncIterator[Forwarded]:
+        """Send ``body`` to ``path`` on this Ollama server as it is; yield its answer raw.
+
+        For what only an Ollama server answers (model management, preload and unload): over
+        the same pooled session as chat and through the same error table, so "Ollama is
+        down" reads alike everywhere. Failing before the status line raises a ProviderError
+        here; failing mid-body raises one from ``body``. The upstream response is released
+        on every exit, a cancellation or the caller's own error included, and nothing is
+        caught on the way.
+        """
+        errors = self._errors(
+            f"{self.display_name} did not connect within {self.connect_timeout:g}s",
+            self.cfg.model,
+        )
+        with errors:
+            upstream = await self._transport.send(
+                method, self.cfg.base_url + path, {"Content-Type": "application/json"}, body)
+        try:
+            yield Forwarded(upstream.status, upstream.headers.get("Content-Type"),
+                            _Body(upstream.content, errors))
+        finally:
+            upstream.release()
 
     async def close(self) -> None:
         await self._client.close()

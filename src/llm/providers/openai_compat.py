@@ -24,7 +24,7 @@ from ..errors import (
     RequestError,
 )
 from ..types import ChatChunk, ChatRequest, Embeddings, HealthReport
-from ._errors import FOREIGN, error_text, malformed, map_foreign, map_status
+from ._errors import SHARED_ERRORS, ErrorBoundary, error_text, malformed, map_errors, map_status
 from ._timing import ReplyClock
 from ._translate import (
     OLLAMA_ONLY_OPTIONS,
@@ -80,6 +80,10 @@ class OpenAICompatProvider(Provider):
         self._session: aiohttp.ClientSession | None = None
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
 
+    def _errors(self, timeout: str | Callable[[], str]) -> ErrorBoundary:
+        """The one place this kind's foreign errors become DEMI's (:data:`SHARED_ERRORS`)."""
+        return map_errors(self, SHARED_ERRORS, timeout)
+
     # -- session -----------------------------------------------------------------------
     def _get_session(self) -> aiohttp.ClientSession:
         """One pooled session per provider, opened in the running loop on first use."""
@@ -122,7 +126,7 @@ class OpenAICompatProvider(Provider):
         return [str(e["id"]) for e in entries if isinstance(e, dict) and "id" in e]
 
     async def _get_json(self, path: str, limit: float) -> Any:
-        try:
+        with self._errors(f"no answer from {path} within {limit:g}s"):
             async with asyncio.timeout(limit):
                 async with self._get_session().get(
                     self.url + path, headers=self._headers
@@ -131,12 +135,6 @@ class OpenAICompatProvider(Provider):
                     if resp.status >= 400:
                         raise self._map_status(resp.status, body, resp.headers, self.model or "")
                     return json.loads(body)
-        except (ProviderError, RequestError):
-            raise
-        except FOREIGN as exc:
-            raise map_foreign(
-                self.name, self.display_name, exc, f"no answer from {path} within {limit:g}s"
-            ) from exc
 
     # -- chat --------------------------------------------------------------------------
     def _payload(self, request: ChatRequest, model: str) -> dict[str, Any]:
@@ -170,58 +168,55 @@ class OpenAICompatProvider(Provider):
         served_model = model
         fragments: dict[int, dict[str, Any]] = {}
         try:
-            response = await self._post_chat(clock, json.dumps(self._payload(request, model)))
-            resp = response
-            if response.status >= 400:
-                body = await clock.read(response.read())
-                raise self._map_status(response.status, body, response.headers, model)
-            content = response.content
-            pending = b""
-            done = False
-            while not done:
-                # Read whatever has arrived and split it ourselves: one await per network
-                # read rather than one per SSE line keeps the per-token cost low.
-                data = await clock.read(content.readany())
-                if not data:
-                    raise ProviderResponseError(
-                        self.name, "connection closed in the middle of the reply"
-                    )
-                lines = (pending + data).split(b"\n")
-                pending = lines.pop()
-                for line in lines:
-                    if not line.startswith(b"data:"):
-                        continue  # blank separators, ": keep-alive" comments, event: lines
-                    payload = line[5:].strip()
-                    if payload == b"[DONE]":
-                        done = True
-                        break
-                    event = json.loads(payload)
-                    if not isinstance(event, dict):
-                        raise malformed(self.name, self.display_name)
-                    if "error" in event:
+            with self._errors(clock.describe):
+                response = await self._post_chat(clock, json.dumps(self._payload(request, model)))
+                resp = response
+                if response.status >= 400:
+                    body = await clock.read(response.read())
+                    raise self._map_status(response.status, body, response.headers, model)
+                content = response.content
+                pending = b""
+                done = False
+                while not done:
+                    # Read whatever has arrived and split it ourselves: one await per network
+                    # read rather than one per SSE line keeps the per-token cost low.
+                    data = await clock.read(content.readany())
+                    if not data:
                         raise ProviderResponseError(
-                            self.name,
-                            f"error in the middle of the reply: {error_text(json.dumps(event))}",
+                            self.name, "connection closed in the middle of the reply"
                         )
-                    if event.get("usage"):
-                        usage = event["usage"]
-                    served_model = event.get("model") or served_model
-                    choices = event.get("choices") or ()
-                    if not isinstance(choices, list | tuple):
-                        raise malformed(self.name, self.display_name)
-                    for choice in choices:
-                        text, reason = self._choice(choice, fragments)
-                        if fragments:
-                            clock.started = True
-                        if reason:
-                            finish = reason
-                        if text:
-                            clock.started = True
-                            yield ChatChunk(text=text)
-        except (ProviderError, RequestError):
-            raise
-        except FOREIGN as exc:
-            raise map_foreign(self.name, self.display_name, exc, clock.describe()) from exc
+                    lines = (pending + data).split(b"\n")
+                    pending = lines.pop()
+                    for line in lines:
+                        if not line.startswith(b"data:"):
+                            continue  # blank separators, ": keep-alive" comments, event: lines
+                        payload = line[5:].strip()
+                        if payload == b"[DONE]":
+                            done = True
+                            break
+                        event = json.loads(payload)
+                        if not isinstance(event, dict):
+                            raise malformed(self.name, self.display_name)
+                        if "error" in event:
+                            said = error_text(json.dumps(event))
+                            raise ProviderResponseError(
+                                self.name, f"error in the middle of the reply: {said}"
+                            )
+                        if event.get("usage"):
+                            usage = event["usage"]
+                        served_model = event.get("model") or served_model
+                        choices = event.get("choices") or ()
+                        if not isinstance(choices, list | tuple):
+                            raise malformed(self.name, self.display_name)
+                        for choice in choices:
+                            text, reason = self._choice(choice, fragments)
+                            if fragments:
+                                clock.started = True
+                            if reason:
+                                finish = reason
+                            if text:
+                                clock.started = True
+                                yield ChatChunk(text=text)
         finally:
             clock.close()
             if resp is not None:
@@ -265,7 +260,7 @@ class OpenAICompatProvider(Provider):
     async def embed(self, texts: list[str], model: str) -> Embeddings:
         """``POST /v1/embeddings``, bounded by the first-token timeout."""
         body = json.dumps({"model": model, "input": texts})
-        try:
+        with self._errors(f"no embeddings within {self.first_token_timeout:g}s"):
             async with asyncio.timeout(self.first_token_timeout):
                 async with self._get_session().post(
                     self.url + "/v1/embeddings", data=body, headers=self._headers
@@ -274,11 +269,6 @@ class OpenAICompatProvider(Provider):
                     if resp.status >= 400:
                         raise self._map_status(resp.status, raw, resp.headers, model)
                     data = json.loads(raw)
-        except (ProviderError, RequestError):
-            raise
-        except FOREIGN as exc:
-            limit = f"no embeddings within {self.first_token_timeout:g}s"
-            raise map_foreign(self.name, self.display_name, exc, limit) from exc
         entries = data.get("data") if isinstance(data, dict) else None
         if not isinstance(entries, list) or len(entries) != len(texts) or not all(
             isinstance(e, dict) and isinstance(e.get("embedding"), list) for e in entries
