@@ -14,7 +14,7 @@ import gc
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -38,6 +38,8 @@ class Endpoint:
     url: str
     model: str
     api: str  # OPENAI or OLLAMA
+    headers: Mapping[str, str] | None = None
+    """Headers beyond the bench's own (a peer's routing config)."""
 
     def body(self, stream: bool) -> bytes:
         return json.dumps({"model": self.model, "messages": PROMPT, "stream": stream}).encode()
@@ -68,9 +70,10 @@ class Client:
 
     async def request(self, ep: Endpoint, stream: bool) -> Sample:
         data = ep.body(stream)
+        headers = HEADERS if ep.headers is None else {**HEADERS, **ep.headers}
         start = time.perf_counter()
         try:
-            async with self.session.post(ep.url, data=data, headers=HEADERS) as resp:
+            async with self.session.post(ep.url, data=data, headers=headers) as resp:
                 provider = resp.headers.get("X-DEMI-Provider")
                 if resp.status != 200:
                     text = (await resp.read())[:160].decode("utf-8", "replace")
