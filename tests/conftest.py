@@ -22,7 +22,7 @@ from src.llm.clock import Clock, ManualClock
 from src.testing.fakes.launcher import FakeServer, free_port
 from tests.waiting import wait_until
 
-pytest_plugins = ["tests.fakes.fixtures"]
+pytest_plugins = ["tests.fakes.fixtures", "tests.skips"]
 
 LOG_FORMAT = "[%(levelname)s] %(message)s"
 

@@ -46,3 +46,31 @@ def test_no_upward_import(layer: str) -> None:
         if name.startswith(FORBIDDEN[layer])
     ]
     assert upward == []
+
+
+def test_the_conductor_uses_only_the_llm_layers_public_api() -> None:
+    """The conductor imports the LLM layer only as the package (its ``__all__``), never one
+    of its modules: the layer's inside can move without touching the HTTP faces."""
+    reaching_in = [
+        f"{path.relative_to(SRC.parent)} imports {name}"
+        for path in sorted((SRC / "conductor").rglob("*.py"))
+        for name in _imports(path)
+        if name.startswith("src.llm.")
+    ]
+    assert reaching_in == []
+
+
+def test_the_public_api_is_what_all_lists() -> None:
+    """Every name in ``src.llm.__all__`` exists, the list is sorted and has no duplicates,
+    and every name the conductor imports from the layer is in it."""
+    import src.llm as llm
+
+    assert sorted(set(llm.__all__)) == list(llm.__all__)
+    missing = [name for name in llm.__all__ if not hasattr(llm, name)]
+    assert missing == []
+    used = set()
+    for path in (SRC / "conductor").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level and node.module == "llm":
+                used.update(alias.name for alias in node.names)
+    assert used and used <= set(llm.__all__)
