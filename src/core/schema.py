@@ -186,6 +186,7 @@ class LLMConfig(BaseModel):
     ollama: OllamaConfig
     lmstudio: LMStudioConfig
     health_check_interval: Seconds = Field(gt=0)
+    passive_health: bool
     health_check_timeout: Seconds = Field(gt=0)
     health_check_wait: Seconds = Field(ge=0)
     probe_interval: Seconds = Field(gt=0)
@@ -221,6 +222,7 @@ class ConductorConfig(BaseModel):
     shutdown_grace: Seconds = Field(ge=0)
     api_key: str | None = Field(min_length=1, repr=False)
     cors_origins: tuple[str, ...]
+    allowed_hosts: tuple[str, ...]
     max_header_bytes: int = Field(ge=1024, le=1048576)
     header_timeout: Seconds = Field(gt=0)
 

@@ -87,6 +87,7 @@ class UnifiedLLMInference:
         self.registry = ProviderRegistry(
             {n: built[n] for n in self.chain}, self._clock, BreakerPolicy.from_config(llm),
             on_breaker=self._on_breaker, on_change=self._update_active,
+            on_idle=lambda name: self.monitor.idle(name),
         )
         self._unused = [p for n, p in built.items() if n not in self.registry]
         for name in self.chain:
@@ -104,7 +105,7 @@ class UnifiedLLMInference:
         self.reporter = Reporter(self.registry, self.logger, self.history)
         self.monitor = HealthMonitor(
             self.registry, self._clock, interval=lambda: self._health_check_interval,
-            logger=self.logger,
+            logger=self.logger, passive=llm.passive_health,
         )
         self.walker = ChainWalker(
             self.registry, self.strategy, self.monitor, self.reporter,

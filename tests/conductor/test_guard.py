@@ -55,13 +55,15 @@ async def test_no_key_configured_means_open(conductor: Conductor) -> None:
     assert (await conductor.client.get("/status")).status == 200
 
 
-async def test_cors_is_off_by_default(conductor: Conductor) -> None:
-    """No Access-Control-* header answers a cross-origin request unless configured."""
+async def test_other_origins_get_no_cors_and_a_403(conductor: Conductor) -> None:
+    """A page of another origin gets no Access-Control-* header, on a request or a preflight."""
     resp = await conductor.client.get("/v1/models", headers={"Origin": "https://evil.example"})
+    assert resp.status == 403
     assert "Access-Control-Allow-Origin" not in resp.headers
     pre = await conductor.client.options(
         "/v1/chat/completions",
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert pre.status == 403
     assert "Access-Control-Allow-Origin" not in pre.headers
 
 
@@ -82,6 +84,7 @@ async def test_cors_origins_allow_a_browser_app(make_conductor: MakeConductor) -
     assert sse_json(await stream.text())
     other = await c.client.get("/v1/models", headers={"Origin": "https://other.example",
                                                       "Authorization": f"Bearer {KEY}"})
+    assert other.status == 403
     assert "Access-Control-Allow-Origin" not in other.headers
 
 

@@ -20,10 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from src.llm import HealthReport, StreamInterrupted
 from src.llm.inference import UnifiedLLMInference
 from src.llm.providers.gguf import resolve_model_file
 from src.testing.fakes.launcher import free_port
 from tests.integration.engines import needs_embedded
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, needs_embedded]
 
@@ -136,3 +138,36 @@ async def test_health_reports_real_model(llama_server: str) -> None:
     assert health["lmstudio"]["healthy"]
     assert ALIAS in health["lmstudio"]["models"]
     assert not health["ollama"]["healthy"]
+
+
+async def test_health_probes_never_cut_a_real_reply(llama_server: str) -> None:
+    """llama.cpp's server aborts the reply it is generating when another request arrives
+    (``interrupt_requests``, on by default), and a health probe is such a request. With
+    probes due every 0.2 s, 20 streamed replies in a row must all finish: the serving
+    provider is never probed (passive health), and it is probed again once idle."""
+    cfg = config(llama_server)
+    cfg["llm"]["health_check_interval"] = 0.2  # type: ignore[index]
+    async with UnifiedLLMInference(cfg, logging.getLogger("t")) as llm:
+        state = llm.registry["lmstudio"]
+        real_health = state.provider.health
+        probes: list[int] = []  # how many requests were in flight at each probe
+
+        async def counted_health() -> HealthReport:
+            probes.append(state.serving)
+            return await real_health()
+
+        state.provider.health = counted_health  # type: ignore[method-assign]
+        broken: list[str] = []
+        for i in range(20):
+            try:
+                text = "".join([c async for c in llm.stream_chat(
+                    [{"role": "user", "content": f"Tell me about the sea, part {i}."}],
+                    max_tokens=24, stop=["USER:"])])
+                assert text.strip()
+            except StreamInterrupted as exc:
+                broken.append(str(exc))
+        assert broken == []
+        assert [n for n in probes if n] == []  # no probe while a reply was being generated
+        idle_probes = len(probes)
+        await wait_until(lambda: len(probes) > idle_probes, "a probe once the server is idle",
+                         within=10)

@@ -98,3 +98,72 @@ async def test_background_loop_checks_without_traffic() -> None:
                          "a probe at the probe interval")
     finally:
         await monitor.stop()
+
+
+def served_setup(interval: float = 60.0) -> tuple[HealthMonitor, ScriptedProvider,
+                                                  ProviderRegistry, SteppingClock]:
+    """Like setup(), with the registry telling the monitor when a provider goes idle."""
+    clock = SteppingClock()
+    provider = ScriptedProvider("p")
+    monitor: HealthMonitor | None = None
+
+    def idle(name: str) -> None:
+        assert monitor is not None
+        monitor.idle(name)
+
+    registry = ProviderRegistry({"p": provider}, clock, POLICY, on_breaker=lambda *a: None,
+                                on_change=lambda cause: None, on_idle=idle)
+    registry.initial_check_done = True
+    monitor = HealthMonitor(registry, clock, interval=lambda: interval,
+                            logger=logging.getLogger("test"))
+    return monitor, provider, registry, clock
+
+
+async def test_a_serving_provider_is_not_probed_until_idle() -> None:
+    """Passive health: while a request is in flight the probe is skipped, however overdue;
+    once the provider is idle the overdue probe runs at once."""
+    monitor, provider, registry, clock = served_setup(interval=60)
+    monitor.start()
+    try:
+        await wait_until(lambda: provider.counts.health_checks == 1, "the first probe")
+        release = registry.serve("p")
+        await clock.step(61)
+        await clock.step(61)  # twice the interval: still serving, still no probe
+        assert provider.counts.health_checks == 1
+        assert monitor.due_at("p") == float("inf")
+        await monitor.check("p", max_age=0)  # an explicit refresh leaves it alone too
+        assert provider.counts.health_checks == 1
+        release()
+        await wait_until(lambda: provider.counts.health_checks == 2, "the probe once idle")
+        release()  # idempotent: the count never goes below zero
+        assert registry["p"].serving == 0
+    finally:
+        await monitor.stop()
+
+
+async def test_a_finished_reply_postpones_the_probe() -> None:
+    """A reply that finished well is evidence too: the next probe is an interval after it."""
+    monitor, provider, registry, clock = served_setup(interval=60)
+    await monitor.check("p")
+    clock.advance(50)
+    registry.record_success("p", 0.1, 0.05, 3, 4, fallback=False)
+    assert monitor.due_at("p") == clock.now() + 60
+    clock.advance(30)  # 80 s after the probe, 30 s after the reply: not due
+    await monitor.maybe_probe("p", wait=0.1)
+    assert provider.counts.health_checks == 1
+    clock.advance(31)
+    await monitor.maybe_probe("p", wait=0.1)
+    assert provider.counts.health_checks == 2
+
+
+async def test_a_failing_provider_is_probed_even_while_serving() -> None:
+    """The breaker's own probing is unchanged: an open circuit is probed at its spacing."""
+    monitor, provider, registry, clock = served_setup()
+    provider.set_health(False, "down")
+    await monitor.check("p", max_age=0)
+    assert not registry["p"].breaker.allows_traffic
+    release = registry.serve("p")
+    clock.advance(0.6)
+    await monitor.maybe_probe("p", wait=0.1)
+    assert provider.counts.health_checks == 2
+    release()

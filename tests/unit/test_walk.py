@@ -266,3 +266,20 @@ async def test_a_bug_inside_a_provider_propagates_as_itself(
         failures = stats(llm, "ollama")["failures"]
     assert failures == 0
     assert lmstudio.counts.open == 0
+
+
+async def test_serving_counts_last_until_each_reply_is_closed(log: LogCapture) -> None:
+    """The passive-health count: a provider serves from its request until its reply is
+    closed; a hedge's loser stops serving when it loses, the winner when the caller closes."""
+    slow = asyncio.Event()
+    ollama = ScriptedProvider("ollama", Reply("too late", gate=slow))
+    lmstudio = ScriptedProvider("lmstudio", Reply("one two three"))
+    async with walk_llm(log, ollama, lmstudio) as llm:
+        serving = {n: (lambda n=n: llm.registry[n].serving) for n in ("ollama", "lmstudio")}
+        async with await llm.open_stream(HI) as reply:
+            assert reply.provider == "lmstudio"  # the hedge won; ollama's attempt is closed
+            assert (serving["ollama"](), serving["lmstudio"]()) == (0, 1)
+            async for _ in reply:
+                assert serving["lmstudio"]() == 1
+        assert (serving["ollama"](), serving["lmstudio"]()) == (0, 0)
+        assert ollama.counts.abandoned == 1 and lmstudio.counts.finished == 1

@@ -1,7 +1,7 @@
 """Building the conductor's aiohttp application around a ``UnifiedLLMInference``.
 
-Where a request enters: :func:`create_app` wires one middleware (the API key and CORS
-preflight from ``guard.py``, errors, metrics, the DEBUG access line) and three route
+Where a request enters: :func:`create_app` wires one middleware (origin, host and API key checks and
+the CORS preflight from ``guard.py``, errors, metrics, the DEBUG access line) and three route
 groups: ``openai_api`` (``/v1``), ``ollama_api`` (``/api`` and ``/``) and ``admin_api``
 (health, status, metrics, admin).
 
@@ -41,6 +41,8 @@ def _middleware(state: ConductorState, guard: Guard) -> Middleware:
         t0 = time.perf_counter() if debug else 0.0
         state.in_flight += 1
         try:
+            guard.check_origin(request)
+            guard.check_host(request)
             preflight = guard.preflight(request)
             if preflight is not None:
                 resp: web.StreamResponse = preflight
@@ -90,10 +92,10 @@ def create_app(
     state = ConductorState(llm, config, log)
     max_body = config.conductor.max_body_bytes
     conductor = config.conductor
-    guard = Guard(conductor.api_key, conductor.cors_origins)
+    guard = Guard(conductor.api_key, conductor.cors_origins, bind_host=conductor.host,
+                  allowed_hosts=conductor.allowed_hosts)
     app = web.Application(middlewares=[_middleware(state, guard)], client_max_size=max_body)
-    if conductor.cors_origins:
-        app.on_response_prepare.append(guard.on_prepare)
+    app.on_response_prepare.append(guard.on_prepare)
     app[STATE_KEY] = state
     app[MAX_BODY_KEY] = max_body
     openai.add_routes(app, state)

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from ...llm import ReplyStream
-from ..bodies import parse_body, read_json_object, validate
+from ..bodies import json_object, parse_body, read_body, read_json_object, validate
 from ..http.errors import JSON_TYPE, ApiError
 from ..http.state import ConductorState
 from ..relay import Collected, answer
@@ -54,8 +54,9 @@ class OllamaRoutes:
 
     async def manage(self, request: web.Request) -> web.StreamResponse:
         """Model management: Ollama's own store, so Ollama's own answer (progress streamed)."""
-        await read_json_object(request, self.state.max_body)  # a JSON object, or a 400
-        return await self.forwarder.forward(request, request.path, await request.read())
+        raw = await read_body(request, self.state.max_body)
+        json_object(raw)  # a JSON object, or a 400
+        return await self.forwarder.forward(request, request.path, bytes(raw))
 
     async def root(self, request: web.Request) -> web.Response:
         """What clients (and ``curl``) probe to see whether "Ollama" is up."""

@@ -25,6 +25,7 @@ from ..errors import (
 )
 from ..types import ChatChunk, ChatRequest, Embeddings, HealthReport
 from ._errors import SHARED_ERRORS, ErrorBoundary, error_text, malformed, map_errors, map_status
+from ._payload import SlicedJSON, json_body
 from ._timing import ReplyClock
 from ._translate import (
     OLLAMA_ONLY_OPTIONS,
@@ -169,7 +170,7 @@ class OpenAICompatProvider(Provider):
         fragments: dict[int, dict[str, Any]] = {}
         try:
             with self._errors(clock.describe):
-                response = await self._post_chat(clock, json.dumps(self._payload(request, model)))
+                response = await self._post_chat(clock, json_body(self._payload(request, model)))
                 resp = response
                 if response.status >= 400:
                     body = await clock.read(response.read())
@@ -235,7 +236,9 @@ class OpenAICompatProvider(Provider):
             tool_calls=calls,
         )
 
-    async def _post_chat(self, clock: ReplyClock, body: str) -> aiohttp.ClientResponse:
+    async def _post_chat(
+        self, clock: ReplyClock, body: bytes | SlicedJSON
+    ) -> aiohttp.ClientResponse:
         """POST the chat; retry once if a pooled keep-alive connection turns out dead.
 
         aiohttp never retries a POST, and a server that restarted while DEMI was busy

@@ -5,9 +5,18 @@ The guide's three promises live here: results are cached for ``health_check_inte
 for it through :meth:`HealthMonitor.maybe_probe`), and a background task keeps checking
 whether or not messages arrive.
 
-Two rules keep checks cheap: at most one probe per provider is in flight at any time (a
-second caller joins the first), and a message waits for a probe only briefly
-(``health_check_wait``), so a black-holed provider never adds its timeout to every message.
+Three rules keep checks cheap and harmless:
+
+* **Passive first.** A provider that is serving a request, or whose last reply finished
+  well less than ``health_check_interval`` ago, is healthy by that evidence: its probe is
+  skipped, and it is due again only an interval after it went idle. Some servers abort the
+  reply they are generating when another request arrives (llama.cpp's server does by
+  default), so probing a busy one would cut its replies; others would just spend a slot.
+  Probes are for idle providers and for failing ones: the breaker's open and half-open
+  probing is unchanged (Envoy's outlier detection works the same way).
+* At most one probe per provider is in flight at any time (a second caller joins the first).
+* A message waits for a probe only briefly (``health_check_wait``), so a black-holed
+  provider never adds its timeout to every message.
 What a report means for traffic is decided by the registry that owns the provider's state
 (:meth:`ProviderRegistry.record_report`), not here; the monitor owns only its probe tasks.
 """
@@ -35,8 +44,10 @@ class HealthMonitor:
         *,
         interval: Callable[[], float],
         logger: logging.Logger,
+        passive: bool = True,
     ) -> None:
         self._registry = registry
+        self._passive = passive
         self._clock = clock
         self._interval = interval
         self._log = logger
@@ -83,12 +94,16 @@ class HealthMonitor:
         return report
 
     async def check(self, name: str, *, max_age: float | None = None) -> HealthReport:
-        """A report no older than ``max_age`` (default: the cache interval); probes if stale."""
+        """A report no older than ``max_age`` (default: the cache interval); probes if stale.
+
+        A provider serving a request right now is not probed even then: its traffic says
+        more than a probe would, and a probe could cut the reply it is generating.
+        """
         st = self._registry[name]
         age_limit = self._interval() if max_age is None else max_age
-        if (
-            st.report is not None and st.checked_at is not None
-            and self._clock.now() - st.checked_at < age_limit
+        if st.report is not None and st.checked_at is not None and (
+            self._clock.now() - st.checked_at < age_limit
+            or (self._passive and st.serving and st.breaker.allows_traffic)
         ):
             return st.report
         return await self.probe(name)
@@ -107,7 +122,13 @@ class HealthMonitor:
             # Still loading a model: look again soon, so it serves as soon as it is ready.
             return st.checked_at + st.breaker.probe_interval
         if st.breaker.allows_traffic:
-            return st.checked_at + self._interval()
+            if not self._passive:
+                return st.checked_at + self._interval()
+            if st.serving:
+                return float("inf")  # its traffic is the check; due once idle (idle())
+            last = st.checked_at if st.succeeded_at is None else max(
+                st.checked_at, st.succeeded_at)
+            return last + self._interval()
         last = max(st.checked_at, self._probe_started.get(name, st.checked_at))
         return st.breaker.next_probe_at(last)
 
@@ -126,6 +147,11 @@ class HealthMonitor:
         await asyncio.wait([task], timeout=remaining)  # the probe goes on if this gives up
 
     # -- background loop ---------------------------------------------------------------
+    def idle(self, name: str) -> None:
+        """``name`` finished its last request in flight: re-plan if its probe is now due."""
+        if self._task is not None and self.due_at(name) <= self._clock.now():
+            self._wake.set()
+
     def wake(self) -> None:
         """Re-plan the background loop now (a breaker changed state)."""
         self._wake.set()
@@ -147,7 +173,8 @@ class HealthMonitor:
         idle = [name for name in self._registry if self._in_flight(name) is None]
         # Providers with a probe in flight are re-planned when it finishes, not polled.
         next_due = min((self.due_at(n) for n in idle), default=now + self._interval())
-        return max(0.001, next_due - self._clock.now())
+        # A serving provider is due at infinity: idle() wakes the loop when it is done.
+        return max(0.001, min(next_due - self._clock.now(), self._interval()))
 
     async def _until_due(self, delay: float) -> None:
         """Sleep ``delay`` on the clock, or less: a breaker move (:meth:`wake`) or a probe

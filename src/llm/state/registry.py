@@ -41,6 +41,10 @@ class ProviderState:
     last_error: str | None = None
     last_rejection: str | None = None
     """Why the server last refused a request (shown in ``/status``; never a health matter)."""
+    serving: int = 0
+    """Requests this provider is answering right now (from the request to the close)."""
+    succeeded_at: float | None = None
+    """When a reply from this provider last finished well: passive evidence of health."""
 
     @property
     def usable(self) -> bool:
@@ -60,9 +64,11 @@ class ProviderRegistry:
         *,
         on_breaker: Listener,
         on_change: Callable[[str], None],
+        on_idle: Callable[[str], None] = lambda _name: None,
     ) -> None:
         self._clock = clock
         self._on_change = on_change
+        self._on_idle = on_idle
         self._states = {
             name: ProviderState(
                 provider, CircuitBreaker(name, clock, policy, listener=on_breaker),
@@ -121,6 +127,28 @@ class ProviderRegistry:
         """A probe could not produce a result (a DEMI bug): look again after the interval."""
         self._states[name].checked_at = self._clock.now()
 
+    # -- requests in flight ------------------------------------------------------------
+    def serve(self, name: str) -> Callable[[], None]:
+        """Count a request going to ``name``; the returned callable (idempotent) ends it.
+
+        While a provider serves, its own traffic is the evidence of its health: the health
+        monitor skips its probe until it is idle again (:meth:`HealthMonitor.due_at`).
+        """
+        st = self._states[name]
+        st.serving += 1
+        done = False
+
+        def release() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            st.serving -= 1
+            if st.serving == 0:
+                self._on_idle(name)
+
+        return release
+
     # -- request outcomes --------------------------------------------------------------
     def record_failure(self, name: str, exc: ProviderError) -> None:
         """A request failed at this provider (loading does not count against it)."""
@@ -143,6 +171,7 @@ class ProviderRegistry:
     ) -> bool:
         """A reply finished; True if that moved the breaker (the active provider may change)."""
         st = self._states[name]
+        st.succeeded_at = self._clock.now()
         before = st.breaker.state
         st.breaker.record_success()
         st.stats.record_success(latency, ttft, prompt_tokens, completion_tokens, fallback)

@@ -16,7 +16,7 @@ bugs propagate out of it.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -40,6 +40,28 @@ async def aclose(items: AsyncIterator[Any]) -> None:
         await close()
 
 
+class Serving(AsyncIterator[T]):
+    """A handed-off reply that ends its provider's count of requests in flight when closed."""
+
+    __slots__ = ("_items", "_release")
+
+    def __init__(self, items: AsyncIterator[T], release: Callable[[], None]) -> None:
+        self._items = items
+        self._release = release
+
+    def __aiter__(self) -> Serving[T]:
+        return self
+
+    def __anext__(self) -> Awaitable[T]:
+        return self._items.__anext__()
+
+    async def aclose(self) -> None:
+        try:
+            await aclose(self._items)
+        finally:
+            self._release()
+
+
 class Attempt(Generic[T]):
     """``async with Attempt(...) as att: await att.wait()``; then ``att.first`` or ``att.error``.
 
@@ -56,6 +78,7 @@ class Attempt(Generic[T]):
         *,
         request: ChatRequest | None = None,
         ready: Callable[[T], bool] = lambda _: True,
+        serve: Callable[[], Callable[[], None]] | None = None,
     ) -> None:
         self.name = name
         self.provider = provider
@@ -64,6 +87,8 @@ class Attempt(Generic[T]):
         self._ready = ready
         self._items: AsyncIterator[T] | None = None
         self._handed_off = False
+        self._serve = serve
+        self._release: Callable[[], None] | None = None
         self.started = 0.0
         self.first_at: float | None = None
         self.first: T | None = None
@@ -71,15 +96,30 @@ class Attempt(Generic[T]):
 
     async def __aenter__(self) -> Attempt[T]:
         self.started = time.perf_counter()
-        self._items = self._open().__aiter__()
+        if self._serve is not None:
+            self._release = self._serve()
+        try:
+            self._items = self._open().__aiter__()
+        except BaseException:
+            self._released()
+            raise
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._items is not None and not self._handed_off:
-            await aclose(self._items)  # the server stops generating; nothing is swallowed
+        if self._handed_off:
+            return
+        try:
+            if self._items is not None:
+                await aclose(self._items)  # the server stops generating; nothing is swallowed
+        finally:
+            self._released()
+
+    def _released(self) -> None:
+        if self._release is not None:
+            self._release()
 
     async def wait(self) -> None:
         """Read until the first item that counts; the outcome lands in first or error."""
@@ -107,10 +147,13 @@ class Attempt(Generic[T]):
         return None if self.first_at is None else self.first_at - self.started
 
     def hand_off(self) -> AsyncIterator[T]:
-        """The open reply, now the caller's to read and close."""
+        """The open reply, now the caller's to read and close (closing it ends the count
+        of the request in flight, when the attempt keeps one)."""
         assert self._items is not None and self.first is not None
         self._handed_off = True
-        return self._items
+        if self._release is None:
+            return self._items
+        return Serving(self._items, self._release)
 
     # -- what the outcome was ----------------------------------------------------------
     @property

@@ -60,7 +60,8 @@ async def embed(walker: ChainWalker, texts: Sequence[str]) -> Embeddings:
             continue
         tried.append(name)
         vectors = functools.partial(_vectors, provider, list(texts), model)
-        async with Attempt(name, provider, vectors) as attempt:
+        serve = functools.partial(walker.registry.serve, name)
+        async with Attempt(name, provider, vectors, serve=serve) as attempt:
             await attempt.wait()
         if attempt.first is not None:
             return _with_fallback_flag(walker, route.order, name, errors, attempt.first)

@@ -277,7 +277,7 @@ class ChainWalker:
                               self.tokens, self.policy.max_tokens, self.reporter.logger)
         self.reporter.trying(name)
         return Attempt(name, provider, lambda: provider.stream(request), request=request,
-                       ready=starts_reply)
+                       ready=starts_reply, serve=functools.partial(self.registry.serve, name))
 
     def _settled(self, route: Route, attempt: Attempt[Any]) -> None:
         """An attempt ended without an answer: record why, and what the walk does next."""

@@ -242,6 +242,9 @@ class FakeState:
         }
 
 
+BODY_LIMIT = 128 * 1024 * 1024
+"""The largest request body a fake accepts: the real servers take 20 MB images too."""
+
 STATE: web.AppKey[FakeState] = web.AppKey("fake_state", FakeState)
 INVALID_JSON = object()  # marker stored in request["json"] when the body is not JSON
 

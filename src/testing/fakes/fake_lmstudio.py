@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from .control import (
+    BODY_LIMIT,
     STATE,
     Behaviour,
     FakeState,
@@ -176,7 +177,7 @@ class LMStudioOpenAI(OpenAIRoutes):
 
 def create_app(state: FakeState) -> web.Application:
     """The fake LM Studio application around ``state`` (usable in-process too)."""
-    app = web.Application(middlewares=[record_requests])
+    app = web.Application(middlewares=[record_requests], client_max_size=BODY_LIMIT)
     add_control_routes(app, state)
     LMStudioOpenAI().add_routes(app)
     return app

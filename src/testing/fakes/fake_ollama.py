@@ -29,6 +29,7 @@ from aiohttp import web
 
 from .abilities import json_text, ollama_schema, tool_call
 from .control import (
+    BODY_LIMIT,
     INVALID_JSON,
     STATE,
     Behaviour,
@@ -333,7 +334,7 @@ async def _native_generate(request: web.Request, *, chat: bool) -> web.StreamRes
 
 def create_app(state: FakeState) -> web.Application:
     """The fake Ollama application around ``state`` (usable in-process too)."""
-    app = web.Application(middlewares=[record_requests])
+    app = web.Application(middlewares=[record_requests], client_max_size=BODY_LIMIT)
     add_control_routes(app, state)
     app.router.add_get("/", root)
     app.router.add_get("/api/version", version)
