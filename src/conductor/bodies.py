@@ -153,6 +153,7 @@ def _describe(exc: ValidationError) -> ApiError:
     if kind == "wrong_type":
         return wrong_type(name, ctx["expected"], err["input"])
     if kind == "invalid_value":
+        name += ctx.get("at", "")  # a place inside the field (an item of a list)
         return ApiError(400, f"{name} {ctx['rule']}", param=name, code="invalid_value")
     if kind == "model_type":  # a nested object given as something else
         return wrong_type(name, "an object", err["input"])
@@ -217,12 +218,35 @@ Int = Annotated[int, expect("an integer", _is_int)]
 PositiveInt = Annotated[int, expect("a positive integer", _is_positive_int)]
 Number = Annotated[float, expect("a number", _is_number)]
 Stop = Annotated[str | list[str], expect("a string or a list of strings", _is_stop)]
+def _is_token_ids(value: Any) -> bool:
+    """An array of integers, or of arrays of integers: pre-tokenized input."""
+    if not isinstance(value, list) or not value:
+        return False
+    first = value[0]
+    items = first if isinstance(first, list) else value
+    return bool(items) and all(_is_int(t) for t in items)
+
+
+def _no_token_ids() -> BeforeValidator:
+    def check(value: Any) -> Any:
+        if _is_token_ids(value):
+            raise PydanticCustomError("invalid_value", "{rule}", {"rule": (
+                "is token ids, which DEMI does not accept: it takes text only, because each "
+                "server behind it tokenizes with a vocabulary of its own; send strings "
+                "(langchain-openai's OpenAIEmbeddings sends token ids unless it is created "
+                "with check_embedding_ctx_length=False)")})
+        return value
+
+    return BeforeValidator(check)
+
+
 Inputs = Annotated[
     str | list[str],
     _not_empty("must not be empty: send the text to embed"),
     expect("a string or an array of strings",
            lambda v: isinstance(v, str) or (isinstance(v, list)
                                             and all(isinstance(s, str) for s in v))),
+    _no_token_ids(),
     _required(),
 ]
 Prompt = Annotated[
@@ -237,10 +261,25 @@ def _is_tools(value: Any) -> bool:
     ))
 
 
+def _function_tools_only(value: Any) -> Any:
+    """A tool of another kind (OpenAI's ``custom`` tools) is named, with its index."""
+    if isinstance(value, list):
+        for i, tool in enumerate(value):
+            kind = tool.get("type", "function") if isinstance(tool, dict) else "function"
+            if kind != "function":
+                what = ("custom tools (free-form text input) are" if kind == "custom"
+                        else f"tools of type {kind!r} are")
+                raise PydanticCustomError("invalid_value", "{rule}", {"at": f"[{i}].type", "rule": (
+                    f"is {kind!r}: {what} not supported, because the servers behind DEMI "
+                    "take function tools only; send {\"type\": \"function\", ...}")})
+    return value
+
+
 Tools = Annotated[
     list[Any] | None,
     expect('an array of {"type": "function", "function": {"name": ..., "parameters": ...}}',
            _is_tools),
+    BeforeValidator(_function_tools_only),
 ]
 Object = Annotated[dict[str, Any], expect("an object", lambda v: isinstance(v, dict))]
 Content = Annotated[
@@ -264,10 +303,25 @@ def _message_object(value: Any) -> Any:
     return value
 
 
-class Message(RequestBody):
-    """One chat message. Roles are checked by the LLM layer (it knows the valid ones)."""
+ROLES = ("system", "user", "assistant", "tool", "developer")
 
-    role: Text
+
+def _role(value: Any) -> Any:
+    if value == "function":
+        raise PydanticCustomError("invalid_value", "{rule}", {"rule": (
+            "is 'function', OpenAI's deprecated role for function results, which DEMI does "
+            "not take: send the result as a role 'tool' message with the call's "
+            "tool_call_id")})
+    if isinstance(value, str) and value not in ROLES:
+        raise PydanticCustomError("invalid_value", "{rule}", {"rule": (
+            f"is {value!r}: use one of {', '.join(ROLES)}")})
+    return value
+
+
+class Message(RequestBody):
+    """One chat message: a known role (``developer`` is OpenAI's newer ``system``)."""
+
+    role: Annotated[Text, BeforeValidator(_role)]
     content: Content = None
 
     def as_dict(self) -> dict[str, Any]:

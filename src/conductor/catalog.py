@@ -6,6 +6,11 @@ routes through the whole failover chain, and each provider then uses its *own* c
 model (an Ollama model name means nothing to LM Studio). Any other name is a 404, so a
 typo is reported instead of silently served by whatever model happens to be up.
 
+The configured embedding models (``embedding_model``) are listed too, with the
+``embedding`` capability in ``/api/show``, so clients that pick an embedding model from
+the list (llm-ollama reads ``/api/tags`` and ``/api/show``) find them; a chat naming one
+of them is Ollama's 400 "does not support chat".
+
 Ollama treats ``name`` and ``name:latest`` as the same model, so both spellings match.
 The set and the list bodies are computed once, when the app is built.
 """
@@ -43,16 +48,40 @@ def configured_models(providers: Iterable[Provider]) -> list[str]:
     return names
 
 
+def configured_embedding_models(providers: Iterable[Provider]) -> list[str]:
+    """The embedding model each provider is configured with, in chain order."""
+    names: list[str] = []
+    for provider in providers:
+        model = provider.embedding_model
+        if isinstance(model, str) and model and model not in names:
+            names.append(model)
+    return names
+
+
+CHAT_CAPABILITIES = ("completion", "tools")
+EMBEDDING_CAPABILITIES = ("embedding",)
+
+
 class ModelCatalog:
     """The routable names, and the ``/v1/models`` and ``/api/tags`` bodies."""
 
-    def __init__(self, aliases: Sequence[str], models: Sequence[str], created: float | None = None):
-        ordered: list[str] = []
+    def __init__(self, aliases: Sequence[str], models: Sequence[str], created: float | None = None,
+                 embedding_models: Sequence[str] = ()):
+        chat: list[str] = []
         for name in [*aliases, *models]:
-            if name and name not in ordered:
-                ordered.append(name)
-        self.names: tuple[str, ...] = tuple(ordered)
-        self._known = frozenset(v for name in ordered for v in _ollama_variants(name))
+            if name and name not in chat:
+                chat.append(name)
+        self.names: tuple[str, ...] = tuple(chat)
+        """The names a chat routes by."""
+        chat_known = {v for name in chat for v in _ollama_variants(name)}
+        self.embedding_names: tuple[str, ...] = tuple(
+            n for n in embedding_models if n and n not in chat_known)
+        """Embedding models that are not also chat names."""
+        self._chat = frozenset(chat_known)
+        self._embedding = frozenset(
+            v for name in self.embedding_names for v in _ollama_variants(name))
+        self._known = self._chat | self._embedding
+        ordered = [*chat, *self.embedding_names]
         created_at = int(created if created is not None else time.time())
         self.openai_list = json.dumps(
             {"object": "list", "data": [
@@ -68,6 +97,14 @@ class ModelCatalog:
 
     def __contains__(self, name: object) -> bool:
         return name in self._known
+
+    def embedding_only(self, name: str) -> bool:
+        """Whether ``name`` is an embedding model and no chat name."""
+        return name in self._embedding
+
+    def capabilities(self, name: str) -> tuple[str, ...]:
+        """What ``/api/show`` says the model can do."""
+        return EMBEDDING_CAPABILITIES if self.embedding_only(name) else CHAT_CAPABILITIES
 
 
 def _tag_entry(name: str, modified_at: str) -> dict[str, object]:

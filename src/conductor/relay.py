@@ -93,7 +93,7 @@ async def answer(
     got = await collect(state, messages, options)
     return web.Response(
         body=whole(got), headers=state.headers(got.reply.provider, got.reply.fallback_used,
-                                                whole_type),
+                                                whole_type, got.reply.degraded),
     )
 
 
@@ -102,7 +102,8 @@ async def stream_reply(
 ) -> web.StreamResponse:
     """Write ``reply`` as ``encoder`` says, chunk by chunk; the one stream skeleton."""
     resp = web.StreamResponse(
-        headers=state.headers(reply.provider, reply.fallback_used, encoder.content_type)
+        headers=state.headers(reply.provider, reply.fallback_used, encoder.content_type,
+                              reply.degraded)
     )
     async with reply:  # the upstream is closed on every way out, cancellation included
         try:

@@ -72,9 +72,13 @@ class CannotExpress(RequestError):
     request does the caller get a 400 naming the field.
     """
 
-    def __init__(self, field: str, reason: str) -> None:
+    def __init__(self, field: str, reason: str, *, approximate: bool = False) -> None:
         self.field = field
         self.reason = reason
+        self.approximate = approximate
+        """The server's own OpenAI layer would serve the request without ``field`` (Ollama's
+        ``/v1`` ignores ``tool_choice`` and still offers the tools): when no provider can
+        express the request exactly, DEMI serves it there the same way, and says so."""
         super().__init__(f"{field}: {reason}")
 
 

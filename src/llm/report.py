@@ -117,6 +117,11 @@ class Reporter:
         """The provider cannot express the request (nobody's fault): the next one is asked."""
         self.logger.debug("%s skipped: %s", self._registry.display(name), exc)
 
+    def degraded(self, name: str, exc: CannotExpress) -> None:
+        """No provider could express a field: this one serves the request without it."""
+        self.logger.debug("No provider can express %s; %s serves the request without it (%s)",
+                          exc.field, self._registry.display(name), exc.reason)
+
     def rejected(self, name: str, exc: ProviderRejected) -> None:
         """The server refused the request (its answer, not a failure): the next one is asked.
 

@@ -73,6 +73,10 @@ class TokenEstimator:
     def estimate(self, messages: Sequence[Message], model: str = "") -> int:
         return math.ceil(self._raw(messages) * self.factor(model))
 
+    def estimate_text(self, text: str, model: str = "") -> int:
+        """Tokens in a piece of text (a reply), without the per-message overhead."""
+        return math.ceil(len(text) / self.chars_per_token * self.factor(model))
+
     def calibrate(self, model: str, messages: Sequence[Message], reported: int | None) -> None:
         """Fold one server-reported prompt size into this model's correction factor."""
         if not reported or reported <= 0:

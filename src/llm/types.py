@@ -47,8 +47,10 @@ class ChatChunk:
     """One piece of a streamed reply.
 
     Every chunk but the last has ``done=False`` and some ``text`` (possibly empty). The last
-    has ``done=True`` and carries the finish reason and the token counts the server reported
-    (None when it reported none).
+    has ``done=True`` and carries the finish reason and the token counts: a provider's chunk
+    has the server's report (None when it sent none); the chunk a :class:`ReplyStream`
+    hands on has DEMI's calibrated estimate in place of a missing count
+    (``usage_estimated``), never a made-up zero.
     """
 
     text: str
@@ -59,6 +61,8 @@ class ChatChunk:
     completion_tokens: int | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     """Only on the last chunk: the whole calls the model made (finish reason ``tool_calls``)."""
+    usage_estimated: bool = False
+    """The token counts (one or both) are DEMI's estimate: the server reported none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +71,9 @@ class ChatResult:
 
     ``fallback_used`` is True when a provider other than the first in the chain served it.
     ``latency`` is seconds from the call to the last byte; ``time_to_first_token`` seconds
-    to the first text (None for an empty reply). Token counts are the provider's own report,
-    or None when it sent none.
+    to the first text (None for an empty reply). Token counts are the provider's own report
+    or, when it sent none (llama.cpp's server in streams), DEMI's calibrated estimate
+    (``usage_estimated`` is then True).
     """
 
     text: str
@@ -83,6 +88,7 @@ class ChatResult:
     attempts: tuple[tuple[str, str], ...] = ()
     """(provider, reason) for each provider that failed before this one answered."""
     tool_calls: tuple[ToolCall, ...] = ()
+    usage_estimated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

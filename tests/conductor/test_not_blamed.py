@@ -55,12 +55,15 @@ async def test_request_ollama_cannot_express_goes_to_lmstudio(
     untouched(conductor)
 
 
-async def test_nobody_can_express_it_is_a_400_naming_the_field(conductor: Conductor) -> None:
-    """Pinned to Ollama, tool_choice "required" is a 400 naming tool_choice, not a 503."""
+async def test_pinned_to_ollama_a_forced_tool_is_served_degraded(conductor: Conductor) -> None:
+    """Pinned to Ollama, tool_choice "required" is served as Ollama's own /v1 would serve
+    it (tools offered, no tool_choice), says so in X-DEMI-Degraded, and blames nobody.
+    A request nobody can serve at all is a 400: test_client_tripups.py."""
     conductor.llm.force_provider("ollama")
     resp = await conductor.chat(messages=HI, tools=[TOOL], tool_choice="required")
-    assert resp.status == 400
-    assert "tool_choice" in (await resp.json())["error"]["message"]
+    assert resp.status == 200
+    assert resp.headers["X-DEMI-Degraded"] == "tool_choice"
+    assert resp.headers["X-DEMI-Provider"] == "ollama"
     conductor.llm.force_provider(None)
     untouched(conductor)
 

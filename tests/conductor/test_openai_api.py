@@ -50,7 +50,8 @@ async def test_non_streaming_reply_is_shaped_like_openai(conductor: Conductor) -
     assert body["model"] == OLLAMA_MODEL
     [choice] = body["choices"]
     assert choice["index"] == 0
-    assert choice["message"] == {"role": "assistant", "content": OLLAMA_REPLY}
+    assert choice["message"] == {"role": "assistant", "content": OLLAMA_REPLY,
+                                 "refusal": None}
     assert choice["finish_reason"] == "stop"
     usage = body["usage"]
     assert usage["completion_tokens"] == 3
@@ -112,7 +113,8 @@ async def test_streaming_follows_the_protocol(conductor: Conductor) -> None:
         (chunks[0]["id"], chunks[0]["created"], OLLAMA_MODEL)
     }
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
-    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "",
+                                                "refusal": None}
     content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks[1:-1])
     assert content == OLLAMA_REPLY
     assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}

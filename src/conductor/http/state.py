@@ -14,11 +14,13 @@ from importlib import metadata
 
 from ...core.config import DemiConfig
 from ...llm import UnifiedLLMInference
-from ..catalog import ModelCatalog, configured_models
+from ..catalog import ModelCatalog, configured_embedding_models, configured_models
 from .metrics import Metrics
 
 PROVIDER_HEADER = "X-DEMI-Provider"
 FALLBACK_HEADER = "X-DEMI-Fallback"
+DEGRADED_HEADER = "X-DEMI-Degraded"
+"""Request fields the serving provider left out because no provider could express them."""
 
 
 def demi_version() -> str:
@@ -45,13 +47,14 @@ class ConductorState:
         self.catalog = ModelCatalog(
             config.conductor.model_aliases, configured_models(llm.providers.values()),
             self.started_wall,
+            embedding_models=configured_embedding_models(llm.providers.values()),
         )
         self.metrics = Metrics(self._circuits, lambda: self.in_flight,
                                routing=llm.status_report, hedges=llm.hedge_counts)
         # Request ids: a random per-process prefix and a counter (cheaper than uuid4).
         self._id_prefix = os.urandom(6).hex()
         self._ids = itertools.count(1)
-        self._headers: dict[tuple[str, bool, str], dict[str, str]] = {}
+        self._headers: dict[tuple[str, bool, str, tuple[str, ...]], dict[str, str]] = {}
 
     def _circuits(self) -> list[tuple[str, str]]:
         return [(n, self.llm.provider_status(n)["circuit"]) for n in self.llm.chain]
@@ -59,9 +62,11 @@ class ConductorState:
     def next_id(self, prefix: str) -> str:
         return f"{prefix}{self._id_prefix}{next(self._ids):x}"
 
-    def headers(self, provider: str, fallback: bool, content_type: str) -> dict[str, str]:
-        """Response headers naming the serving provider (cached: a handful of combinations)."""
-        key = (provider, fallback, content_type)
+    def headers(self, provider: str, fallback: bool, content_type: str,
+                degraded: tuple[str, ...] = ()) -> dict[str, str]:
+        """Response headers naming the serving provider (cached: a handful of combinations)
+        and, when it served the request without a field it cannot express, that field."""
+        key = (provider, fallback, content_type, degraded)
         headers = self._headers.get(key)
         if headers is None:
             headers = self._headers[key] = {
@@ -69,6 +74,8 @@ class ConductorState:
                 PROVIDER_HEADER: provider,
                 FALLBACK_HEADER: "true" if fallback else "false",
             }
+            if degraded:
+                headers[DEGRADED_HEADER] = ", ".join(degraded)
             if content_type.startswith("text/event-stream"):
                 headers["Cache-Control"] = "no-cache"
         return headers

@@ -15,6 +15,7 @@ fallback providers load their models on demand.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -53,7 +54,10 @@ class OllamaForwarder:
         names = set(self.state.catalog.names)
         return requested if requested == model or requested not in names else model
 
-    async def forward(self, request: web.Request, path: str, body: bytes) -> web.StreamResponse:
+    async def forward(
+        self, request: web.Request, path: str, body: bytes | AsyncIterable[bytes],
+        headers: Mapping[str, str] | None = None,
+    ) -> web.StreamResponse:
         """Send ``body`` to Ollama's ``path`` with the same method; stream the answer back."""
         provider = self._provider()
         if provider is None:
@@ -61,7 +65,7 @@ class OllamaForwarder:
                            "configured: set llm.ollama.base_url")
         resp: web.StreamResponse | None = None
         try:
-            async with provider.forward(request.method, path, body) as upstream:
+            async with provider.forward(request.method, path, body, headers) as upstream:
                 headers = {"Content-Type": upstream.content_type} if upstream.content_type else {}
                 resp = web.StreamResponse(status=upstream.status, headers=headers)
                 await resp.prepare(request)
@@ -77,6 +81,19 @@ class OllamaForwarder:
             ) from None
         await resp.write_eof()
         return resp
+
+    async def blob(self, request: web.Request) -> web.StreamResponse:
+        """``HEAD`` / ``POST /api/blobs/:digest`` (``ollama create`` from a GGUF): to Ollama
+        as they are, the upload streamed through (a GGUF is gigabytes; no body limit, no
+        copy in memory)."""
+        headers = {"Content-Type": request.headers.get("Content-Type",
+                                                        "application/octet-stream")}
+        if request.content_length is not None:
+            headers["Content-Length"] = str(request.content_length)
+        body: bytes | AsyncIterable[bytes] = (
+            request.content.iter_any() if request.method == "POST" and request.body_exists
+            else b"")
+        return await self.forward(request, request.path, body, headers)
 
     async def load_or_unload(
         self, request: web.Request, path: str, model: str, keep_alive: Any, chat: bool,

@@ -51,6 +51,8 @@ class OllamaRoutes:
         for path in ("/api/pull", "/api/push", "/api/copy", "/api/create"):
             app.router.add_post(path, self.manage)
         app.router.add_delete("/api/delete", self.manage)
+        app.router.add_head("/api/blobs/{digest}", self.forwarder.blob)
+        app.router.add_post("/api/blobs/{digest}", self.forwarder.blob)
 
     async def manage(self, request: web.Request) -> web.StreamResponse:
         """Model management: Ollama's own store, so Ollama's own answer (progress streamed)."""
@@ -80,12 +82,17 @@ class OllamaRoutes:
         info = {"modelfile": "", "parameters": "", "template": "", "details": {
             "parent_model": "", "format": "gguf", "family": "demi", "families": ["demi"],
             "parameter_size": "", "quantization_level": ""},
-            "model_info": {}, "capabilities": ["completion", "tools"]}
+            "model_info": {}, "capabilities": list(self.state.catalog.capabilities(body.model))}
         return web.Response(body=_dumps(info).encode(), content_type=JSON_TYPE)
 
-    def _model(self, model: str) -> None:
-        if model not in self.state.catalog:
+    def _model(self, model: str, *, serves: str | None = None) -> None:
+        """404 for a name DEMI does not serve; Ollama's 400 for an embedding model asked to
+        ``serves`` (chat, generate)."""
+        catalog = self.state.catalog
+        if model not in catalog:
             raise ApiError(404, f"model '{model}' not found")
+        if serves is not None and catalog.embedding_only(model):
+            raise ApiError(400, f'"{model}" does not support {serves}')
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter_ns()
@@ -93,7 +100,7 @@ class OllamaRoutes:
         if not data.get("messages"):  # no conversation: Ollama's preload / unload call
             return await self._load(request, data, chat=True)
         body = validate(data, ChatBody)
-        self._model(body.model)
+        self._model(body.model, serves="chat")
         messages = [m.as_dict() for m in body.messages]
         return await self._answer(request, messages, body.chat_options(), body.streams,
                                   started, chat=True)
@@ -104,7 +111,7 @@ class OllamaRoutes:
         if not data.get("prompt") and not data.get("images"):
             return await self._load(request, data, chat=False)
         body = validate(data, GenerateBody)
-        self._model(body.model)
+        self._model(body.model, serves="generate")
         return await self._answer(request, body.messages(), body.chat_options(), body.streams,
                                   started, chat=False)
 

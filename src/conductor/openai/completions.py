@@ -88,7 +88,7 @@ class CompletionRoutes:
     async def completions(self, request: web.Request) -> web.StreamResponse:
         state = self.state
         body = await parse_body(request, state.max_body, CompletionBody)
-        check_model(state, body.model)
+        check_model(state, body.model, chat=True)
         messages = [{"role": "user", "content": body.text()}]
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 

@@ -46,7 +46,8 @@ class OpenAISSE:
         self._text_head = head + '{"index":0,"delta":{"content":'
         self._text_tail = '},"finish_reason":null}]}\n\n'
         self._pending = (
-            head + '{"index":0,"delta":{"role":"assistant","content":""}' + self._text_tail[1:]
+            head + '{"index":0,"delta":{"role":"assistant","content":"","refusal":null}'
+            + self._text_tail[1:]
         )
         self._include_usage = include_usage
 
@@ -92,7 +93,7 @@ def openai_json(got: Collected, chunk_id: str) -> bytes:
     final = got.final
     prompt = final.prompt_tokens or 0
     completion = final.completion_tokens or 0
-    message: dict[str, Any] = {"role": "assistant", "content": got.text}
+    message: dict[str, Any] = {"role": "assistant", "content": got.text, "refusal": None}
     if final.tool_calls:
         message["content"] = got.text or None
         message["tool_calls"] = [openai_call(c) for c in final.tool_calls]

@@ -80,7 +80,7 @@ class OpenAIRoutes:
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         state = self.state
         body = await parse_body(request, state.max_body, ChatCompletionBody)
-        self._check_model(body.model)
+        check_model(state, body.model, chat=True)
         messages = normalize_messages([m.as_dict() for m in body.messages])
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
@@ -94,12 +94,18 @@ class OpenAIRoutes:
                             stream=sse if body.stream else None, whole=whole)
 
 
-def check_model(state: ConductorState, model: str) -> None:
-    """A 404 in OpenAI's shape, listing the names DEMI serves, for a model it does not."""
-    if model not in state.catalog:
+def check_model(state: ConductorState, model: str, *, chat: bool = False) -> None:
+    """A 404 in OpenAI's shape, listing the names DEMI serves, for a model it does not;
+    with ``chat``, a 400 for an embedding model."""
+    catalog = state.catalog
+    if model not in catalog:
         raise ApiError(
             404,
             f"The model '{model}' does not exist on this DEMI server; use one of: "
-            + ", ".join(state.catalog.names),
+            + ", ".join(catalog.names),
             param="model", code="model_not_found",
         )
+    if chat and catalog.embedding_only(model):
+        raise ApiError(400, f"The model '{model}' is an embedding model: it does not "
+                       "support chat; use /v1/embeddings", param="model",
+                       code="model_not_supported")

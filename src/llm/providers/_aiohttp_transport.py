@@ -14,7 +14,7 @@ OpenAI-compatible provider uses).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 
 import aiohttp
 import httpx
@@ -63,17 +63,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def send(
         self, method: str, url: str, headers: list[tuple[str, str]] | dict[str, str],
-        body: bytes,
+        body: bytes | AsyncIterable[bytes],
     ) -> aiohttp.ClientResponse:
         """One request on the pooled session; the caller releases the response.
 
         The Ollama provider forwards raw requests (model management) with it too, so they
-        share the pool and the retry below.
+        share the pool and the retry below (for a body given whole: a streamed one, a blob
+        upload, cannot be sent twice).
         """
         try:
             return await self._request(method, url, headers, body)
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            if isinstance(exc, aiohttp.ClientConnectorError):
+            if isinstance(exc, aiohttp.ClientConnectorError) or not isinstance(body, bytes):
                 raise
             # A pooled keep-alive connection the server closed (it restarted while we
             # were busy): nothing was answered, so sending once more is safe.
@@ -81,7 +82,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def _request(
         self, method: str, url: str, headers: list[tuple[str, str]] | dict[str, str],
-        body: bytes,
+        body: bytes | AsyncIterable[bytes],
     ) -> aiohttp.ClientResponse:
         return await self._get_session().request(
             method, url, headers=headers, data=body or None, allow_redirects=False,

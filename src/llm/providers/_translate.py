@@ -192,7 +192,8 @@ def to_ollama(request: ChatRequest) -> OllamaRequest:
     choice = top.get("tool_choice")
     if top.get("tools") and choice != "none":
         if choice not in (None, "auto"):
-            raise CannotExpress("tool_choice", "Ollama has no tool_choice other than auto")
+            raise CannotExpress("tool_choice", "Ollama has no tool_choice other than auto",
+                                approximate=True)
         result.tools = list(top["tools"])
     result.format = top.get("format")
     if result.format is None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -369,8 +369,14 @@ class OllamaInference(Provider):
         return True
 
     @asynccontextmanager
-    async def forward(self, method: str, path: str, body: bytes) -> AsyncIterator[Forwarded]:
+    async def forward(
+        self, method: str, path: str, body: bytes | AsyncIterable[bytes],
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[Forwarded]:
         """Send ``body`` to ``path`` on this Ollama server as it is; yield its answer raw.
+
+        ``body`` is bytes, or a stream of them (a blob upload, of any size); ``headers``
+        default to a JSON content type.
 
         For what only an Ollama server answers (model management, preload and unload): over
         the same pooled session as chat and through the same error table, so "Ollama is
@@ -385,7 +391,9 @@ class OllamaInference(Provider):
         )
         with errors:
             upstream = await self._transport.send(
-                method, self.cfg.base_url + path, {"Content-Type": "application/json"}, body)
+                method, self.cfg.base_url + path,
+                dict(headers) if headers is not None else {"Content-Type": "application/json"},
+                body)
         try:
             yield Forwarded(upstream.status, upstream.headers.get("Content-Type"),
                             _Body(upstream.content, errors))

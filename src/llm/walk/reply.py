@@ -65,6 +65,8 @@ class ReplyStream:
         on_finish: Finish,
         resume: Resume | None = None,
         hedged: bool = False,
+        degraded: tuple[str, ...] = (),
+        estimate_usage: Callable[[str], tuple[int, int]] | None = None,
     ) -> None:
         self.provider = provider
         self.display_name = display_name
@@ -90,6 +92,10 @@ class ReplyStream:
         self.display_names: list[str] = [display_name]
         self.hedged = hedged
         """Whether this reply came from a hedge (the provider before it was too slow)."""
+        self._estimate_usage = estimate_usage
+        self.degraded = degraded
+        """Request fields the serving provider could not express and served without
+        (``tool_choice`` on Ollama), because no provider could express them."""
 
     def __aiter__(self) -> AsyncIterator[ChatChunk]:
         if self._iterator is None:
@@ -161,9 +167,22 @@ class ReplyStream:
         if chunk.done:
             if chunk.model is None:
                 chunk = dataclasses.replace(chunk, model=self.model)
+            self._finish(chunk, None)  # the server's own counts, for stats and calibration
+            chunk = self._with_usage(chunk)
             self._final = chunk
-            self._finish(chunk, None)
         return chunk
+
+    def _with_usage(self, final: ChatChunk) -> ChatChunk:
+        """``final`` with DEMI's estimate for a token count the server did not report."""
+        if self._estimate_usage is None or (
+                final.prompt_tokens is not None and final.completion_tokens is not None):
+            return final
+        prompt, completion = self._estimate_usage("".join(self._parts))
+        return dataclasses.replace(
+            final, usage_estimated=True,
+            prompt_tokens=prompt if final.prompt_tokens is None else final.prompt_tokens,
+            completion_tokens=(completion if final.completion_tokens is None
+                               else final.completion_tokens))
 
     def _finish(self, final: ChatChunk | None, error: ProviderError | None) -> None:
         if not self._finished:
@@ -192,6 +211,7 @@ class ReplyStream:
             finish_reason=final.finish_reason,
             attempts=self.attempts,
             tool_calls=final.tool_calls,
+            usage_estimated=final.usage_estimated,
         )
 
     async def collect(self) -> ChatResult:

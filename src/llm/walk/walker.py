@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -48,12 +49,13 @@ from ..errors import (
     RequestError,
 )
 from ..options import ChatOptions
+from ..providers.base import Provider
 from ..report import Reporter
 from ..routing.strategy import RouteContext, Strategy
 from ..state.health import HealthMonitor
 from ..state.registry import ProviderRegistry
 from ..tokens import TokenEstimator
-from ..types import ChatChunk
+from ..types import ChatChunk, ChatRequest
 from .attempt import Attempt, starts_reply
 from .fitting import request_for
 from .hedge import HedgeLedger, HedgePolicy, race
@@ -98,7 +100,8 @@ class Route:
     failures: list[ProviderError] = field(default_factory=list)
     """This round's failures (a retry round starts with none)."""
     rejections: list[ProviderRejected] = field(default_factory=list)
-    skipped: list[CannotExpress] = field(default_factory=list)
+    skipped: list[tuple[str, CannotExpress]] = field(default_factory=list)
+    """Providers that cannot express the request, and why (in the route's order)."""
 
     def attempts(self, registry: ProviderRegistry) -> list[str]:
         """The order to try now: usable providers first, open circuits last (a last
@@ -111,6 +114,7 @@ class Route:
         self.tried.clear()
         self.failures.clear()
         self.rejections.clear()
+        self.skipped.clear()
 
 
 class ChainWalker:
@@ -228,6 +232,8 @@ class ChainWalker:
             self.reporter.retrying(round_no + 1, wait)
             await self._sleep(wait)
         reply = await self._after_loading(route)
+        if reply is None:
+            reply = await self._approximately(route, continuable)
         if reply is not None:
             return reply
         raise self._exhausted(route)
@@ -268,12 +274,13 @@ class ChainWalker:
         self.reporter.hedging(slow, target)
         return await attempts.enter_async_context(self._attempt(target, route))
 
-    def _attempt(self, name: str, route: Route,
-                 messages: list[dict[str, Any]] | None = None) -> Attempt[ChatChunk]:
-        """An attempt at ``name`` for this route (``messages``: a continuation's prefill)."""
+    def _attempt(self, name: str, route: Route, messages: list[dict[str, Any]] | None = None,
+                 *, options: ChatOptions | None = None) -> Attempt[ChatChunk]:
+        """An attempt at ``name`` for this route (``messages``: a continuation's prefill;
+        ``options``: the request without a field this provider cannot express)."""
         route.tried.add(name)
         provider = self.registry[name].provider
-        request = request_for(provider, messages or route.messages, route.options,
+        request = request_for(provider, messages or route.messages, options or route.options,
                               self.tokens, self.policy.max_tokens, self.reporter.logger)
         self.reporter.trying(name)
         return Attempt(name, provider, lambda: provider.stream(request), request=request,
@@ -282,7 +289,7 @@ class ChainWalker:
     def _settled(self, route: Route, attempt: Attempt[Any]) -> None:
         """An attempt ended without an answer: record why, and what the walk does next."""
         if (skipped := attempt.skipped) is not None:
-            route.skipped.append(skipped)
+            route.skipped.append((attempt.name, skipped))
             self.outcomes.skipped(attempt.name, skipped)
         elif (rejected := attempt.rejected) is not None:
             route.rejections.append(rejected)
@@ -311,6 +318,26 @@ class ChainWalker:
                 self._settled(route, attempt)
         return None
 
+    async def _approximately(self, route: Route, continuable: bool) -> ReplyStream | None:
+        """No provider could serve the request as asked: the first one that can serve it
+        without the field it cannot express (as its own OpenAI layer would) answers, and
+        the reply says which field was left out (``ReplyStream.degraded``)."""
+        for name, skip in list(route.skipped):
+            if not skip.approximate:
+                continue
+            extra = {k: v for k, v in route.options.extra.items() if k != skip.field}
+            options = dataclasses.replace(route.options, extra=extra)
+            async with self._attempt(name, route, options=options) as attempt:
+                await attempt.wait()
+                if attempt.answered:
+                    self.reporter.degraded(name, skip)
+                    return self._reply(attempt, route, continuable, hedged=False,
+                                       degraded=(skip.field,))
+                if attempt.skipped is not None:
+                    continue  # something else it cannot say either: already counted
+                self._settled(route, attempt)
+        return None
+
     def _exhausted(self, route: Route) -> DemiError:
         """The error for a request no provider started answering."""
         if route.failures:
@@ -318,10 +345,13 @@ class ChainWalker:
         if route.rejections:
             return self.reporter.all_rejected(route.rejections)
         if route.skipped:
-            first = route.skipped[0]
+            fields = sorted({skip.field for _, skip in route.skipped})
+            reasons = "; ".join(f"{self.registry.display(name)}: {skip}"
+                                for name, skip in route.skipped)
             return RequestError(
-                f"no provider can take this request: {first} "
-                f"({first.field} is not supported by any provider in the chain)"
+                f"no provider can take this request: {' and '.join(fields)} "
+                f"{'is' if len(fields) == 1 else 'are'} not supported by any provider in "
+                f"the chain ({reasons})"
             )
         return self._all_failed(route)
 
@@ -335,6 +365,7 @@ class ChainWalker:
     # -- the reply -------------------------------------------------------------------------
     def _reply(
         self, winner: Attempt[ChatChunk], route: Route, continuable: bool, *, hedged: bool,
+        degraded: tuple[str, ...] = (),
     ) -> ReplyStream:
         """Hand the winner's open reply to the caller as a :class:`ReplyStream`."""
         name = winner.name
@@ -364,7 +395,17 @@ class ChainWalker:
                                         route.messages, route.started, ttft, fallback),
             resume=resume,
             hedged=hedged,
+            degraded=degraded,
+            estimate_usage=functools.partial(self._estimate_usage, winner.provider,
+                                             winner.request),
         )
+
+    def _estimate_usage(self, provider: Provider, request: ChatRequest,
+                        text: str) -> tuple[int, int]:
+        """(prompt, completion) tokens as DEMI estimates them for this provider's model."""
+        key = f"{provider.name}:{provider.model}"
+        return (self.tokens.estimate(request.messages, key),
+                self.tokens.estimate_text(text, key))
 
     async def resume(self, route: Route, text: str, used: frozenset[str]) -> Continuation | None:
         """Ask the next provider (not one that served this reply) to continue ``text``.

@@ -11,7 +11,8 @@ fake keeps a mutable :class:`FakeState` and exposes it on the same port under ``
   ``DELETE /_control/requests`` clears that list.
 
 Behaviour fields (``mode``, ``routes``, ``status``, ``retry_after``, ``message``,
-``after_chunks``, ``first_token_delay``, ``chunk_delay``, ``times``, ``error_shape``) describe
+``after_chunks``, ``first_token_delay``, ``chunk_delay``, ``times``, ``error_shape``,
+``usage``) describe
 *how* the next requests are answered and revert together to the defaults once ``times`` matching
 requests have been served.  World fields (``models``, ``loaded``, ``reply``, ``reply_tokens``,
 ``jit``, ``load_time``) describe *what* the server has; they persist until changed or reset.
@@ -56,6 +57,8 @@ class Behaviour:
     chunk_delay: float = 0.0
     times: int | None = None
     error_shape: str = "object"
+    usage: bool = True
+    """False: report no token counts, as llama.cpp's server does in streams."""
 
     def applies_to(self, kind: str) -> bool:
         """True when a request of route kind ``chat``/``health`` is governed by this behaviour."""
@@ -120,6 +123,8 @@ class FakeState:
     def reset(self) -> None:
         """Back to the command-line defaults, empty request log."""
         self.behaviour = DEFAULT_BEHAVIOUR
+        self.blobs: set[str] = set()
+        """Digests of the blobs pushed with ``POST /api/blobs/:digest`` (Ollama's)."""
         self._remaining: int | None = None
         self.models: list[str] = list(self._defaults["models"])
         self.loaded: list[str] = list(self._defaults["loaded"])
@@ -158,6 +163,8 @@ class FakeState:
             or not 400 <= new.status <= 599
         ):
             raise ValueError("status must be an HTTP error code 400..599")
+        if not isinstance(new.usage, bool):
+            raise ValueError("usage must be true or false")
         if new.message is not None and not isinstance(new.message, str):
             raise ValueError("message must be a string")
         _check_number("retry_after", new.retry_after, nullable=True)

@@ -293,7 +293,7 @@ async def _native_generate(request: web.Request, *, chat: bool) -> web.StreamRes
         )
         if calls and not streaming:
             piece["message"]["tool_calls"] = calls
-        return {
+        done = {
             **head,
             **piece,
             "done": True,
@@ -305,6 +305,11 @@ async def _native_generate(request: web.Request, *, chat: bool) -> web.StreamRes
             "eval_count": len(tokens),
             "eval_duration": end - t1,
         }
+        if not behaviour.usage:
+            for key in ("prompt_eval_count", "prompt_eval_duration", "eval_count",
+                        "eval_duration"):
+                del done[key]
+        return done
 
     if not streaming:
         return await answer_whole(

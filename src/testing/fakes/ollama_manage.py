@@ -151,6 +151,22 @@ async def legacy_embeddings(request: web.Request) -> web.StreamResponse:
                              dumps=dumps)
 
 
+async def blob_exists(request: web.Request) -> web.StreamResponse:
+    """``HEAD /api/blobs/:digest``: 200 if the blob was pushed, else 404 (no body)."""
+    state: FakeState = request.app[STATE]
+    return web.Response(status=200 if request.match_info["digest"] in state.blobs else 404)
+
+
+async def push_blob(request: web.Request) -> web.StreamResponse:
+    """``POST /api/blobs/:digest``: 201 when the body's sha256 is the digest, else 400."""
+    digest = request.match_info["digest"]
+    data = await request.read()
+    if digest != "sha256:" + hashlib.sha256(data).hexdigest():
+        return _error(400, "digest mismatch")
+    request.app[STATE].blobs.add(digest)
+    return web.Response(status=201)
+
+
 def canonical(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
@@ -163,3 +179,5 @@ def add_manage_routes(app: web.Application) -> None:
     app.router.add_post("/api/create", create)
     app.router.add_post("/api/copy", copy)
     app.router.add_delete("/api/delete", delete)
+    app.router.add_head("/api/blobs/{digest}", blob_exists)
+    app.router.add_post("/api/blobs/{digest}", push_blob)

@@ -236,7 +236,8 @@ class OpenAIRoutes:
         created = int(time.time())
         if streaming:
             opts = body.get("stream_options")
-            with_usage = isinstance(opts, dict) and opts.get("include_usage") is True
+            with_usage = (isinstance(opts, dict) and opts.get("include_usage") is True
+                          and behaviour.usage)
             plan = self._stream_plan(
                 behaviour, chat, ident, created, model, tokens, finish, usage, with_usage
             )
@@ -274,8 +275,9 @@ class OpenAIRoutes:
                 "created": created,
                 "model": model,
                 "choices": [choice],
-                "usage": usage,
             }
+            if behaviour.usage:
+                obj["usage"] = usage
             if self.fingerprint:
                 obj["system_fingerprint"] = self.fingerprint
             obj.update(self.extra_fields(request, len(tokens), started))
