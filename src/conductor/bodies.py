@@ -161,7 +161,7 @@ def _is_stop(value: Any) -> bool:
     )
 
 
-def _required() -> BeforeValidator:
+def required() -> BeforeValidator:
     """``null`` counts as absent: "<field> is required"."""
 
     def check(value: Any) -> Any:
@@ -172,7 +172,7 @@ def _required() -> BeforeValidator:
     return BeforeValidator(check)
 
 
-def _not_empty(rule: str) -> BeforeValidator:
+def not_empty(rule: str) -> BeforeValidator:
     def check(value: Any) -> Any:
         if value == "" or value == []:
             raise PydanticCustomError("invalid_value", "{rule}", {"rule": rule})
@@ -189,15 +189,15 @@ Number = Annotated[float, expect("a number", _is_number)]
 Stop = Annotated[str | list[str], expect("a string or a list of strings", _is_stop)]
 Inputs = Annotated[
     str | list[str],
-    _not_empty("must not be empty: send the text to embed"),
+    not_empty("must not be empty: send the text to embed"),
     expect("a string or an array of strings",
            lambda v: isinstance(v, str) or (isinstance(v, list)
                                             and all(isinstance(s, str) for s in v))),
-    _required(),
+    required(),
 ]
 Prompt = Annotated[
-    str, _not_empty("must not be empty"), expect("a string", lambda v: isinstance(v, str)),
-    _required(),
+    str, not_empty("must not be empty"), expect("a string", lambda v: isinstance(v, str)),
+    required(),
 ]
 def _is_tools(value: Any) -> bool:
     return value is None or (isinstance(value, list) and all(
@@ -249,13 +249,13 @@ MessageItem = Annotated[Message, BeforeValidator(_message_object)]
 # Before-validators run right to left: null first, then the type, then emptiness.
 Messages = Annotated[
     list[MessageItem],
-    _not_empty("must not be empty: send at least one message"),
+    not_empty("must not be empty: send at least one message"),
     expect("an array of {role, content} objects", lambda v: isinstance(v, list)),
-    _required(),
+    required(),
 ]
 ModelName = Annotated[
-    str, expect("a string", lambda v: isinstance(v, str)), _not_empty("is required"),
-    _required(),
+    str, expect("a string", lambda v: isinstance(v, str)), not_empty("is required"),
+    required(),
 ]
 
 
