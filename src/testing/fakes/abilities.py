@@ -43,13 +43,21 @@ def fill_schema(schema: Any) -> dict[str, Any]:
     return out
 
 
-def tool_call(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+TOOL_CALL_MODES = ("per_turn", "once")
+"""When the fake calls a tool it is offered: ``per_turn`` on every turn that carries no tool
+result yet; ``once`` only while the whole conversation carries none (one round per
+conversation: an agent that starts new turns by itself, as Claude Code does when a
+background task reports back, gets text from then on)."""
+
+
+def tool_call(body: dict[str, Any], mode: str = "per_turn") -> tuple[str, dict[str, Any]] | None:
     """(function name, arguments) the fake model calls, or None for a text answer."""
     tools = body.get("tools")
     choice = body.get("tool_choice")
     if not isinstance(tools, list) or not tools or choice == "none":
         return None
-    if _turn_has_tool_result(body.get("messages")):
+    messages = body.get("messages")
+    if _turn_has_tool_result(messages) or (mode == "once" and _has_tool_result(messages)):
         return None
     functions = [t["function"] for t in tools
                  if isinstance(t, dict) and isinstance(t.get("function"), dict)]
@@ -73,6 +81,12 @@ def _turn_has_tool_result(messages: Any) -> bool:
         if role == "tool":
             return True
     return False
+
+
+def _has_tool_result(messages: Any) -> bool:
+    """Whether any ``tool`` message is in the conversation."""
+    return isinstance(messages, list) and any(
+        isinstance(m, dict) and m.get("role") == "tool" for m in messages)
 
 
 def json_text(schema: Any, reply: str) -> str:
