@@ -798,3 +798,52 @@ async def test_the_api_key_is_taken_as_x_api_key_or_bearer(
             await wrong.messages.create(model="demi", max_tokens=10, messages=HELLO)
     assert anthropic_error(caught.value.body) == {"type": "authentication_error",
                                                   "message": "invalid API key"}
+
+
+# -- each kind of provider ---------------------------------------------------------------
+
+
+def kind_config(kind: str, ollama_url: str, lmstudio_url: str) -> dict[str, Any]:
+    """A chain of one provider of ``kind`` over the fakes."""
+    entries = {
+        "kind-ollama": {"name": "kind-ollama", "kind": "ollama", "base_url": ollama_url,
+                        "model": OLLAMA_MODEL},
+        "kind-openai": {"name": "kind-openai", "kind": "openai", "base_url": lmstudio_url,
+                        "model": LMSTUDIO_MODEL},
+    }
+    llm: dict[str, Any] = {"order": [kind]}
+    if kind in entries:
+        llm["providers"] = [entries[kind]]
+    return llm
+
+
+@pytest.mark.parametrize(("kind", "reply"), [
+    ("ollama", OLLAMA_REPLY), ("lmstudio", LMSTUDIO_REPLY),
+    ("kind-ollama", OLLAMA_REPLY), ("kind-openai", LMSTUDIO_REPLY),
+])
+async def test_every_kind_of_provider_serves_the_face(
+    make_conductor: MakeConductor, fake_ollama: FakeServer, fake_lmstudio: FakeServer,
+    kind: str, reply: str,
+) -> None:
+    """Through the guide's Ollama and LM Studio and through llm.providers entries of kind
+    ollama and openai: a message, a stream, a tool call and its result."""
+    c = await make_conductor(llm=kind_config(kind, fake_ollama.url, fake_lmstudio.url))
+    async with client_for(c) as client:
+        raw = await client.messages.with_raw_response.create(model="demi", max_tokens=50,
+                                                             messages=HELLO)
+        assert raw.headers["x-demi-provider"] == kind
+        msg = await raw.parse()
+        assert msg.content[0].type == "text" and msg.content[0].text == reply
+        async with client.messages.stream(model="demi", max_tokens=50,
+                                          messages=HELLO) as stream:
+            assert "".join([t async for t in stream.text_stream]) == reply
+        called = await client.messages.create(model="demi", max_tokens=50, messages=HELLO,
+                                              tools=[WEATHER])
+        [use] = called.content
+        assert use.type == "tool_use" and use.input == {"city": "Paris"}
+        answered = await client.messages.create(
+            model="demi", max_tokens=50, tools=[WEATHER], messages=[
+                *HELLO, {"role": "assistant", "content": [use.model_dump()]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,
+                                              "content": "Sunny"}]}])
+        assert answered.content[0].type == "text" and answered.content[0].text == reply
