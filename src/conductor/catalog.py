@@ -44,7 +44,8 @@ def configured_models(providers: Iterable[Provider]) -> list[str]:
 
 
 class ModelCatalog:
-    """The routable names, and the ``/v1/models`` and ``/api/tags`` bodies."""
+    """The routable names, and the ``/v1/models`` (OpenAI's and Anthropic's) and
+    ``/api/tags`` bodies."""
 
     def __init__(self, aliases: Sequence[str], models: Sequence[str], created: float | None = None):
         ordered: list[str] = []
@@ -65,9 +66,21 @@ class ModelCatalog:
         self.ollama_tags = json.dumps(
             {"models": [_tag_entry(n, stamp) for n in ordered]}, separators=(",", ":")
         ).encode()
+        self.created_stamp = stamp
+        self.anthropic_list = json.dumps(
+            {"data": [anthropic_model(n, stamp) for n in ordered], "has_more": False,
+             "first_id": ordered[0] if ordered else None,
+             "last_id": ordered[-1] if ordered else None},
+            separators=(",", ":"),
+        ).encode()
 
     def __contains__(self, name: object) -> bool:
         return name in self._known
+
+
+def anthropic_model(name: str, created_at: str) -> dict[str, object]:
+    """One model in the shape of Anthropic's ``GET /v1/models``."""
+    return {"type": "model", "id": name, "display_name": name, "created_at": created_at}
 
 
 def _tag_entry(name: str, modified_at: str) -> dict[str, object]:

@@ -847,3 +847,19 @@ async def test_every_kind_of_provider_serves_the_face(
                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,
                                               "content": "Sunny"}]}])
         assert answered.content[0].type == "text" and answered.content[0].text == reply
+
+
+async def test_models_are_listed_in_anthropics_shape_for_its_client(
+    ant: anthropic.AsyncAnthropic, demi: Conductor
+) -> None:
+    """models.list() and models.retrieve() (the client sends anthropic-version) get
+    Anthropic's shape; an OpenAI client's GET /v1/models keeps OpenAI's."""
+    page = await ant.models.list()
+    assert [m.id for m in page.data] == ["demi", OLLAMA_MODEL]
+    assert all(m.type == "model" and m.display_name == m.id for m in page.data)
+    assert page.has_more is False
+    one = await ant.models.retrieve("demi")
+    assert (one.id, one.type) == ("demi", "model")
+    assert one.created_at.year >= 2024
+    plain = await (await demi.client.get("/v1/models")).json()
+    assert plain["object"] == "list" and plain["data"][0]["object"] == "model"
