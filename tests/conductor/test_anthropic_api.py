@@ -11,7 +11,12 @@ from typing import Any
 
 import anthropic
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from src.conductor.anthropic.bodies import MessagesBody
+from src.conductor.bodies import validate
+from src.conductor.http.errors import ApiError
 from src.testing.fakes.launcher import FakeServer
 from tests.conductor.conftest import MakeConductor
 from tests.conductor.helpers import (
@@ -863,3 +868,63 @@ async def test_models_are_listed_in_anthropics_shape_for_its_client(
     assert one.created_at.year >= 2024
     plain = await (await demi.client.get("/v1/models")).json()
     assert plain["object"] == "list" and plain["data"][0]["object"] == "model"
+
+
+# -- any body: a translation or the caller's 4xx, never a DEMI bug ---------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                max_size=3),
+    max_leaves=8,
+)
+TEXTS = st.text(max_size=5)
+SOURCE = st.fixed_dictionaries({"type": st.sampled_from(["base64", "url", "text", "file"])},
+                               optional={"media_type": TEXTS,
+                                         "data": st.sampled_from([PNG, "***", ""]),
+                                         "url": TEXTS})
+LEAF_BLOCK = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "image", "document", "tool_reference", "audio"])},
+    optional={"text": TEXTS, "source": SOURCE, "tool_name": TEXTS})
+BLOCK = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "image", "document", "tool_use", "tool_result",
+                              "thinking", "redacted_thinking", "server_tool_use"])},
+    optional={"text": TEXTS, "source": SOURCE, "id": TEXTS, "name": TEXTS,
+              "input": st.dictionaries(TEXTS, JSON, max_size=2) | JSON,
+              "tool_use_id": TEXTS, "is_error": st.booleans(),
+              "content": TEXTS | st.lists(LEAF_BLOCK, max_size=3) | JSON, "thinking": TEXTS})
+TURN = st.fixed_dictionaries({
+    "role": st.sampled_from(["user", "assistant", "system"]),
+    "content": TEXTS | st.lists(BLOCK, max_size=3),
+})
+TOOL = st.fixed_dictionaries(
+    {"name": TEXTS | JSON},
+    optional={"input_schema": st.just({"type": "object"}) | JSON, "type": st.none() | JSON,
+              "defer_loading": st.booleans(), "description": TEXTS | JSON})
+FIELDS = st.fixed_dictionaries({}, optional={
+    "system": TEXTS | st.lists(LEAF_BLOCK, max_size=2) | JSON,
+    "tools": st.lists(TOOL, max_size=2) | JSON,
+    "tool_choice": st.fixed_dictionaries({"type": st.sampled_from(
+        ["auto", "any", "tool", "none", "x"])}, optional={"name": TEXTS | JSON}) | JSON,
+    "thinking": st.fixed_dictionaries({"type": st.sampled_from(
+        ["enabled", "disabled", "adaptive"]) | JSON}) | JSON,
+    "output_config": st.fixed_dictionaries({}, optional={"format": JSON}) | JSON,
+    "stop_sequences": st.lists(TEXTS, max_size=2) | JSON,
+    "temperature": JSON, "top_k": JSON, "stream": JSON, "metadata": JSON,
+})
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(TURN, min_size=1, max_size=3), FIELDS)
+def test_any_body_translates_or_is_the_callers_4xx(
+    turns: list[Any], fields: dict[str, Any]
+) -> None:
+    """Whatever JSON arrives, the body validates and translates, or raises a 4xx ApiError."""
+    data = {"model": "demi", "max_tokens": 5, "messages": turns, **fields}
+    try:
+        messages, options = validate(data, MessagesBody).chat()
+    except ApiError as exc:
+        assert 400 <= exc.status < 500
+        return
+    assert all(m["role"] in ("system", "user", "assistant", "tool") for m in messages)
+    assert isinstance(options["max_tokens"], int)
