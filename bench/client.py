@@ -23,12 +23,16 @@ from bench.stats import Sample
 
 OPENAI = "openai"
 OLLAMA = "ollama"
+ANTHROPIC = "anthropic"
 PROMPT = [{"role": "user", "content": "Tell me a short story about a lighthouse."}]
 HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer bench"}
 
 _CONTENT = re.compile(rb'"content"\s*:\s*"(?!")')  # a content field with at least one char
+_TEXT = re.compile(rb'"text"\s*:\s*"(?!")')  # Anthropic: a text (block or delta) with a char
+_TEXT_OF = {OPENAI: _CONTENT, OLLAMA: _CONTENT, ANTHROPIC: _TEXT}
 _NDJSON_DONE = re.compile(rb'"done"\s*:\s*true')
 _SSE_DONE = b"data: [DONE]"
+_MESSAGE_STOP = b'data: {"type":"message_stop"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +41,15 @@ class Endpoint:
 
     url: str
     model: str
-    api: str  # OPENAI or OLLAMA
+    api: str  # OPENAI, OLLAMA or ANTHROPIC
     headers: Mapping[str, str] | None = None
     """Headers beyond the bench's own (a peer's routing config)."""
 
     def body(self, stream: bool) -> bytes:
-        return json.dumps({"model": self.model, "messages": PROMPT, "stream": stream}).encode()
+        body: dict[str, object] = {"model": self.model, "messages": PROMPT, "stream": stream}
+        if self.api == ANTHROPIC:
+            body["max_tokens"] = 256  # required by the Messages API; above the fakes' 32
+        return json.dumps(body).encode()
 
 
 class Client:
@@ -82,7 +89,7 @@ class Client:
                 if not stream:
                     raw = await resp.read()
                     elapsed = time.perf_counter() - start
-                    ok = _CONTENT.search(raw) is not None
+                    ok = _TEXT_OF[ep.api].search(raw) is not None
                     return Sample(ok, elapsed, provider=provider,
                                   error=None if ok else "reply without text")
                 return await _read_stream(resp, ep.api, start, provider)
@@ -96,16 +103,22 @@ async def _read_stream(
     ttft: float | None = None
     head = b""
     tail = b""
+    text = _TEXT_OF[api]
     async for chunk in resp.content.iter_any():
         if ttft is None:
             head += chunk
-            if _CONTENT.search(head):
+            if text.search(head):
                 ttft = time.perf_counter() - start
                 head = b""
         tail = (tail + chunk)[-2048:]
     elapsed = time.perf_counter() - start
     last = tail.rstrip().rsplit(b"\n", 1)[-1]
-    done = last.startswith(_SSE_DONE) if api == OPENAI else bool(_NDJSON_DONE.search(last))
+    if api == OPENAI:
+        done = last.startswith(_SSE_DONE)
+    elif api == ANTHROPIC:
+        done = last.startswith(_MESSAGE_STOP)
+    else:
+        done = bool(_NDJSON_DONE.search(last))
     if ttft is None or not done:
         why = "no text" if ttft is None else "stream ended without its end marker"
         return Sample(False, elapsed, provider=provider, error=why)

@@ -12,12 +12,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from bench.client import OLLAMA, OPENAI, Client, run_count, run_for
+from bench.client import ANTHROPIC, OLLAMA, OPENAI, Client, run_count, run_for
 from bench.plan import Plan
 from bench.stats import Sample
 from bench.targets import Target
 
 Log = Callable[[str], None]
+_API_NAMES = {OPENAI: ("OpenAI", "SSE"), OLLAMA: ("Ollama", "NDJSON"),
+              ANTHROPIC: ("Anthropic", "SSE")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,13 +30,20 @@ class Cell:
 
     @property
     def label(self) -> str:
-        api = "OpenAI" if self.api == OPENAI else "Ollama"
-        mode = ("SSE" if self.api == OPENAI else "NDJSON") if self.stream else "JSON"
-        return f"{api} {mode} c{self.concurrency}"
+        api, streamed = _API_NAMES[self.api]
+        return f"{api} {streamed if self.stream else 'JSON'} c{self.concurrency}"
+
+    @property
+    def direct(self) -> Cell:
+        """The cell of the direct target this one is measured against. The fakes speak no
+        Anthropic: DEMI's Anthropic face, in front of Ollama's ``/api/chat``, is measured
+        against the client talking to that ``/api/chat`` itself."""
+        return Cell(OLLAMA, self.stream, self.concurrency) if self.api == ANTHROPIC else self
 
 
 OVERHEAD_CELLS = tuple(
-    Cell(api, stream, c) for api in (OPENAI, OLLAMA) for stream in (False, True) for c in (1, 32)
+    Cell(api, stream, c)
+    for api in (OPENAI, OLLAMA, ANTHROPIC) for stream in (False, True) for c in (1, 32)
 )
 THROUGHPUT_CELLS = tuple(Cell(OPENAI, stream, c) for stream in (False, True) for c in (32, 128))
 

@@ -192,7 +192,7 @@ def _is_stop(value: Any) -> bool:
     )
 
 
-def _required() -> BeforeValidator:
+def required() -> BeforeValidator:
     """``null`` counts as absent: "<field> is required"."""
 
     def check(value: Any) -> Any:
@@ -203,7 +203,7 @@ def _required() -> BeforeValidator:
     return BeforeValidator(check)
 
 
-def _not_empty(rule: str) -> BeforeValidator:
+def not_empty(rule: str) -> BeforeValidator:
     def check(value: Any) -> Any:
         if value == "" or value == []:
             raise PydanticCustomError("invalid_value", "{rule}", {"rule": rule})
@@ -242,16 +242,16 @@ def _no_token_ids() -> BeforeValidator:
 
 Inputs = Annotated[
     str | list[str],
-    _not_empty("must not be empty: send the text to embed"),
+    not_empty("must not be empty: send the text to embed"),
     expect("a string or an array of strings",
            lambda v: isinstance(v, str) or (isinstance(v, list)
                                             and all(isinstance(s, str) for s in v))),
     _no_token_ids(),
-    _required(),
+    required(),
 ]
 Prompt = Annotated[
-    str, _not_empty("must not be empty"), expect("a string", lambda v: isinstance(v, str)),
-    _required(),
+    str, not_empty("must not be empty"), expect("a string", lambda v: isinstance(v, str)),
+    required(),
 ]
 def _is_tools(value: Any) -> bool:
     return value is None or (isinstance(value, list) and all(
@@ -333,13 +333,13 @@ MessageItem = Annotated[Message, BeforeValidator(_message_object)]
 # Before-validators run right to left: null first, then the type, then emptiness.
 Messages = Annotated[
     list[MessageItem],
-    _not_empty("must not be empty: send at least one message"),
+    not_empty("must not be empty: send at least one message"),
     expect("an array of {role, content} objects", lambda v: isinstance(v, list)),
-    _required(),
+    required(),
 ]
 ModelName = Annotated[
-    str, expect("a string", lambda v: isinstance(v, str)), _not_empty("is required"),
-    _required(),
+    str, expect("a string", lambda v: isinstance(v, str)), not_empty("is required"),
+    required(),
 ]
 
 

@@ -63,7 +63,8 @@ EMBEDDING_CAPABILITIES = ("embedding",)
 
 
 class ModelCatalog:
-    """The routable names, and the ``/v1/models`` and ``/api/tags`` bodies."""
+    """The routable names, and the ``/v1/models`` (OpenAI's and Anthropic's) and
+    ``/api/tags`` bodies."""
 
     def __init__(self, aliases: Sequence[str], models: Sequence[str], created: float | None = None,
                  embedding_models: Sequence[str] = ()):
@@ -94,6 +95,13 @@ class ModelCatalog:
         self.ollama_tags = json.dumps(
             {"models": [_tag_entry(n, stamp) for n in ordered]}, separators=(",", ":")
         ).encode()
+        self.created_stamp = stamp
+        self.anthropic_list = json.dumps(
+            {"data": [anthropic_model(n, stamp) for n in ordered], "has_more": False,
+             "first_id": ordered[0] if ordered else None,
+             "last_id": ordered[-1] if ordered else None},
+            separators=(",", ":"),
+        ).encode()
 
     def __contains__(self, name: object) -> bool:
         return name in self._known
@@ -105,6 +113,11 @@ class ModelCatalog:
     def capabilities(self, name: str) -> tuple[str, ...]:
         """What ``/api/show`` says the model can do."""
         return EMBEDDING_CAPABILITIES if self.embedding_only(name) else CHAT_CAPABILITIES
+
+
+def anthropic_model(name: str, created_at: str) -> dict[str, object]:
+    """One model in the shape of Anthropic's ``GET /v1/models``."""
+    return {"type": "model", "id": name, "display_name": name, "created_at": created_at}
 
 
 def _tag_entry(name: str, modified_at: str) -> dict[str, object]:

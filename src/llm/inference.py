@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -299,6 +300,17 @@ class UnifiedLLMInference:
                     yield chunk.text
         finally:
             await reply.aclose()
+
+    def estimate_tokens(self, messages: Sequence[Message], tools: Sequence[Any] = ()) -> int:
+        """The prompt's size in tokens as DEMI estimates it when fitting a conversation:
+        characters, corrected by what the provider new requests go to first has reported
+        for its model (:class:`~src.llm.tokens.TokenEstimator`). Tools count as their JSON
+        text. RequestError for messages the chat would refuse too."""
+        msgs = validate_messages(messages)
+        if tools:
+            msgs.append({"role": "system", "content": json.dumps(list(tools))})
+        provider = self.registry[self.active_provider].provider
+        return self.tokens.estimate(msgs, f"{provider.name}:{provider.model}")
 
     async def embed(self, texts: str | Sequence[str]) -> Embeddings:
         """One vector per text, from the first provider in the order that has an embedding

@@ -83,3 +83,47 @@ async def test_ollama_fake_loads_unloads_and_pulls(fake_ollama: FakeServer) -> N
         await client.delete("mine:latest")
     assert info.value.status_code == 404
     await client.close()
+
+
+AGENT_TURN = [
+    *HI,
+    {"role": "assistant", "content": "", "tool_calls": [
+        {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+    {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
+    {"role": "user", "content": "<reminder>keep it short</reminder>"},
+]
+
+
+async def test_a_turn_carrying_a_tool_result_gets_text(fake_ollama: FakeServer) -> None:
+    """A tool result followed by more user text in the same turn (what agents send) is
+    answered with text, not another call; a new turn after the answer gets a call again."""
+    client = ollama.AsyncClient(host=fake_ollama.url, timeout=5)
+    after = await client.chat(model=MODEL, tools=[TOOL], messages=AGENT_TURN)
+    assert after.message.content and not after.message.tool_calls
+    next_turn = [*AGENT_TURN, {"role": "assistant", "content": "Sunny."},
+                 {"role": "user", "content": "And tomorrow?"}]
+    again = await client.chat(model=MODEL, tools=[TOOL], messages=next_turn)
+    assert again.message.tool_calls
+    fake_ollama.control(tool_calls="once")
+    once = await client.chat(model=MODEL, tools=[TOOL], messages=next_turn)
+    assert once.message.content and not once.message.tool_calls
+    fresh = await client.chat(model=MODEL, tools=[TOOL], messages=HI)
+    assert fresh.message.tool_calls
+    await client.close()
+
+
+async def test_lmstudio_fake_tool_calls_once(fake_lmstudio: FakeServer) -> None:
+    """tool_calls: once on the OpenAI format too; an unknown mode is refused."""
+    fake_lmstudio.control(tool_calls="once")
+    turns: list = [*HI, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function",
+         "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        {"role": "assistant", "content": "Sunny."}, {"role": "user", "content": "More?"}]
+    async with openai.AsyncOpenAI(base_url=fake_lmstudio.url + "/v1", api_key="x") as client:
+        reply = await client.chat.completions.create(model="qwen2.5-7b-instruct",
+                                                     messages=turns, tools=[TOOL])
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.choices[0].message.content
+    with pytest.raises(Exception, match="tool_calls must be one of"):
+        fake_lmstudio.control(tool_calls="sometimes")

@@ -3,7 +3,9 @@
 A client must get an answer it can parse whatever went wrong, so every error leaving the
 conductor is built here:
 
-* ``/v1/*`` (OpenAI clients): ``{"error": {"message", "type", "param", "code"}}``;
+* ``/v1/messages`` and below (Anthropic clients): ``{"type": "error", "error": {"type",
+  "message"}}``, the type chosen by status (:data:`_ANTHROPIC_TYPES`);
+* the rest of ``/v1/*`` (OpenAI clients): ``{"error": {"message", "type", "param", "code"}}``;
 * everything else (Ollama clients, health, admin): ``{"error": "<text>"}``.
 
 Handlers raise :class:`ApiError`, or let the LLM layer's errors pass: those are answered
@@ -50,6 +52,22 @@ _OPENAI_TYPES = {
 }
 
 
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+"""Anthropic's error types by status; any other 4xx is ``invalid_request_error`` and any
+other 5xx ``api_error``. Every provider failing (503) is ``overloaded_error``: the type
+Anthropic's clients (Claude Code among them) treat as "try again shortly"."""
+
+
 class ApiError(Exception):
     """An HTTP error answer. ``param``/``code``/``type`` only show in the OpenAI shape."""
 
@@ -72,9 +90,28 @@ class ApiError(Exception):
         self.extra = extra
 
 
+def is_anthropic_path(path: str) -> bool:
+    """Whether errors for ``path`` use the Anthropic shape (``/v1/messages`` and below)."""
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
+
+
 def is_openai_path(path: str) -> bool:
-    """Whether errors for ``path`` use the OpenAI shape."""
+    """Whether errors for ``path`` use the OpenAI shape (the rest of ``/v1``)."""
     return path.startswith("/v1/") or path == "/v1"
+
+
+def anthropic_error_type(status: int) -> str:
+    """Anthropic's ``error.type`` for an HTTP status."""
+    known = _ANTHROPIC_TYPES.get(status)
+    if known is not None:
+        return known
+    return "invalid_request_error" if 400 <= status < 500 else "api_error"
+
+
+def anthropic_error_body(exc: ApiError) -> dict[str, Any]:
+    """``{"type": "error", "error": {"type", "message"}}`` as the Anthropic API answers."""
+    return {"type": "error",
+            "error": {"type": anthropic_error_type(exc.status), "message": exc.message}}
 
 
 def openai_error_body(exc: ApiError) -> dict[str, Any]:
@@ -93,7 +130,12 @@ def simple_error_body(exc: ApiError) -> dict[str, Any]:
 
 def error_response(exc: ApiError, path: str) -> web.Response:
     """The response for ``exc`` in the shape the endpoint at ``path`` speaks."""
-    body = openai_error_body(exc) if is_openai_path(path) else simple_error_body(exc)
+    if is_anthropic_path(path):
+        body = anthropic_error_body(exc)
+    elif is_openai_path(path):
+        body = openai_error_body(exc)
+    else:
+        body = simple_error_body(exc)
     return web.Response(
         status=exc.status, text=json.dumps(body, **_DUMPS_KW), content_type=JSON_TYPE
     )

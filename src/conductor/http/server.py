@@ -104,7 +104,7 @@ async def serve(
             return 1
         port = runner.addresses[0][1] if runner.addresses else conductor.port
         url = _public_url(conductor.host, port)
-        logger.info("Serving the OpenAI and Ollama APIs on %s", url)
+        logger.info("Serving the OpenAI, Anthropic and Ollama APIs on %s", url)
         if ready is not None:
             ready(url)
         else:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ...llm import ReplyStream
 from ..bodies import parse_body
+from ..catalog import anthropic_model
 from ..http.errors import JSON_TYPE, ApiError
 from ..http.state import ConductorState
 from ..relay import Collected, answer
@@ -21,6 +22,7 @@ from .bodies import ChatCompletionBody
 from .encoders import OpenAISSE, openai_json
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+ANTHROPIC_VERSION = "anthropic-version"
 
 
 def normalize_messages(messages: list[Any]) -> list[Any]:
@@ -62,15 +64,24 @@ class OpenAIRoutes:
         app.router.add_get("/v1/models/{model:.+}", self.model)
 
     async def models(self, request: web.Request) -> web.Response:
-        """``GET /v1/models``: the aliases and the configured model names."""
-        return web.Response(body=self.state.catalog.openai_list, content_type=JSON_TYPE)
+        """``GET /v1/models``: the aliases and the configured model names.
+
+        Anthropic's clients ask the same path (``anthropic.Anthropic().models.list()``) and
+        say so with an ``anthropic-version`` header: they get Anthropic's list shape.
+        """
+        catalog = self.state.catalog
+        body = catalog.anthropic_list if ANTHROPIC_VERSION in request.headers else (
+            catalog.openai_list)
+        return web.Response(body=body, content_type=JSON_TYPE)
 
     async def model(self, request: web.Request) -> web.Response:
         """``GET /v1/models/{model}``: one model object, or 404 model_not_found."""
         name = request.match_info["model"]
         self._check_model(name)
-        entry = {"id": name, "object": "model", "created": int(self.state.started_wall),
-                 "owned_by": "demi"}
+        entry: dict[str, object] = {"id": name, "object": "model",
+                                    "created": int(self.state.started_wall), "owned_by": "demi"}
+        if ANTHROPIC_VERSION in request.headers:
+            entry = anthropic_model(name, self.state.catalog.created_stamp)
         return web.Response(body=_dumps(entry).encode(), content_type=JSON_TYPE)
 
     def _check_model(self, model: str) -> None:

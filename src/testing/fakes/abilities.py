@@ -4,8 +4,10 @@ Like the real servers, and deterministic so tests can assert exact values:
 
 * offered ``tools`` (and not ``tool_choice: "none"``), the model calls one: the named one
   for a named ``tool_choice``, else the first; its arguments fill the schema's required
-  properties with fixed values (``"Paris"``, ``1``, ``true``). Once the last message is a
-  ``tool`` result it answers with text again, so a round trip ends.
+  properties with fixed values (``"Paris"``, ``1``, ``true``). Once the turn carries a
+  ``tool`` result (one after the last assistant message, even with the user's text after
+  it, as agents send) it answers with text again, so a round trip ends and an agent
+  offered tools on every turn does not loop.
 * asked for JSON (Ollama ``format``, OpenAI ``response_format``) the text is a JSON object:
   the schema's properties filled as above, or ``{"reply": <the usual reply>}``.
 * embeddings are ``dims`` numbers derived from the text's hash (same text, same vector).
@@ -41,16 +43,21 @@ def fill_schema(schema: Any) -> dict[str, Any]:
     return out
 
 
-def tool_call(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+TOOL_CALL_MODES = ("per_turn", "once")
+"""When the fake calls a tool it is offered: ``per_turn`` on every turn that carries no tool
+result yet; ``once`` only while the whole conversation carries none (one round per
+conversation: an agent that starts new turns by itself, as Claude Code does when a
+background task reports back, gets text from then on)."""
+
+
+def tool_call(body: dict[str, Any], mode: str = "per_turn") -> tuple[str, dict[str, Any]] | None:
     """(function name, arguments) the fake model calls, or None for a text answer."""
     tools = body.get("tools")
     choice = body.get("tool_choice")
     if not isinstance(tools, list) or not tools or choice == "none":
         return None
     messages = body.get("messages")
-    if isinstance(messages, list) and messages and isinstance(messages[-1], dict) and (
-        messages[-1].get("role") == "tool"
-    ):
+    if _turn_has_tool_result(messages) or (mode == "once" and _has_tool_result(messages)):
         return None
     functions = [t["function"] for t in tools
                  if isinstance(t, dict) and isinstance(t.get("function"), dict)]
@@ -61,6 +68,25 @@ def tool_call(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         wanted = (choice.get("function") or {}).get("name")
         chosen = next((f for f in functions if f.get("name") == wanted), chosen)
     return str(chosen.get("name", "")), fill_schema(chosen.get("parameters"))
+
+
+def _turn_has_tool_result(messages: Any) -> bool:
+    """Whether a ``tool`` message follows the last assistant message."""
+    if not isinstance(messages, list):
+        return False
+    for message in reversed(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role == "assistant":
+            return False
+        if role == "tool":
+            return True
+    return False
+
+
+def _has_tool_result(messages: Any) -> bool:
+    """Whether any ``tool`` message is in the conversation."""
+    return isinstance(messages, list) and any(
+        isinstance(m, dict) and m.get("role") == "tool" for m in messages)
 
 
 def json_text(schema: Any, reply: str) -> str:

@@ -15,7 +15,8 @@ Behaviour fields (``mode``, ``routes``, ``status``, ``retry_after``, ``message``
 ``usage``) describe
 *how* the next requests are answered and revert together to the defaults once ``times`` matching
 requests have been served.  World fields (``models``, ``loaded``, ``reply``, ``reply_tokens``,
-``jit``, ``load_time``) describe *what* the server has; they persist until changed or reset.
+``jit``, ``load_time``, ``tool_calls``) describe *what* the server has; they persist until
+changed or reset.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .abilities import TOOL_CALL_MODES
 from .tokens import fixed_tokens, split_tokens
 
 MODES = ("ok", "hang", "status", "midstream_error", "cut", "malformed", "loading")
@@ -74,7 +76,8 @@ class Behaviour:
 
 DEFAULT_BEHAVIOUR = Behaviour()
 BEHAVIOUR_FIELDS = frozenset(f.name for f in fields(Behaviour))
-WORLD_FIELDS = frozenset({"models", "loaded", "reply", "reply_tokens", "jit", "load_time"})
+WORLD_FIELDS = frozenset({"models", "loaded", "reply", "reply_tokens", "jit", "load_time",
+                          "tool_calls"})
 
 
 def _check_number(name: str, value: Any, *, integer: bool = False, nullable: bool = False) -> None:
@@ -116,6 +119,7 @@ class FakeState:
             "reply_tokens": reply_tokens,
             "jit": jit,
             "load_time": 0.0,
+            "tool_calls": "per_turn",
         }
         self.requests: deque[dict[str, Any]] = deque(maxlen=max_recorded)
         self.reset()
@@ -133,6 +137,8 @@ class FakeState:
         self.jit: bool = self._defaults["jit"]
         self.load_time: float = self._defaults["load_time"]
         """Seconds a request waits when its model is not loaded yet (a simulated cold load)."""
+        self.tool_calls: str = self._defaults["tool_calls"]
+        """When offered tools are called (``abilities.TOOL_CALL_MODES``)."""
         self._refresh_tokens()
         self.requests.clear()
 
@@ -193,6 +199,8 @@ class FakeState:
             raise ValueError("jit must be a boolean")
         if "load_time" in patch:
             _check_number("load_time", patch["load_time"])
+        if "tool_calls" in patch and patch["tool_calls"] not in TOOL_CALL_MODES:
+            raise ValueError(f"tool_calls must be one of {TOOL_CALL_MODES}")
 
         # Everything validated: apply atomically.
         self.behaviour = new
@@ -205,6 +213,7 @@ class FakeState:
             self.reply_tokens = patch["reply_tokens"]
         self.jit = patch.get("jit", self.jit)
         self.load_time = float(patch.get("load_time", self.load_time))
+        self.tool_calls = patch.get("tool_calls", self.tool_calls)
         self._refresh_tokens()
 
     def plan(self, kind: str) -> Behaviour:
@@ -244,6 +253,7 @@ class FakeState:
             "reply_tokens": self.reply_tokens,
             "jit": self.jit,
             "load_time": self.load_time,
+            "tool_calls": self.tool_calls,
             "recorded": len(self.requests),
             "hanging": Hanging.now,
         }

@@ -273,7 +273,7 @@ async def _native_generate(request: web.Request, *, chat: bool) -> web.StreamRes
     schema = ollama_schema(body)
     if schema is not None:
         tokens = (json_text(schema, "".join(tokens)),)
-    call = tool_call(body) if chat else None
+    call = tool_call(body, state.tool_calls) if chat else None
     calls = [{"function": {"name": call[0], "arguments": call[1]}}] if call else []
     if calls:
         tokens = ()

@@ -218,7 +218,7 @@ class OpenAIRoutes:
                               type_="invalid_request_error", param="response_format")
         if schema is not None:
             tokens = (json_text(schema, "".join(tokens)),)
-        call = tool_call(body) if chat else None
+        call = tool_call(body, state.tool_calls) if chat else None
         if call is not None:
             tokens, finish = (), "tool_calls"
             call_id = f"call_fake{next(_ids)}"
