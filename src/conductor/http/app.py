@@ -20,7 +20,7 @@ from aiohttp.typedefs import Middleware
 
 from ...core.config import DemiConfig
 from ...llm import AllProvidersFailed, RequestRejected, UnifiedLLMInference
-from .. import ollama, openai
+from .. import ollama, openai, responses
 from .admin import AdminRoutes
 from .errors import MAX_BODY_KEY, ApiError, Handler, error_response, from_exception
 from .guard import Guard
@@ -97,6 +97,7 @@ def create_app(
     app[STATE_KEY] = state
     app[MAX_BODY_KEY] = max_body
     openai.add_routes(app, state)
+    responses.add_routes(app, state)
     ollama.add_routes(app, state)
     AdminRoutes(state).add_routes(app)
     if manage_llm:
