@@ -23,12 +23,18 @@ from bench.stats import Sample
 
 OPENAI = "openai"
 OLLAMA = "ollama"
+RESPONSES = "responses"
+"""OpenAI's Responses API (``/v1/responses``): DEMI's translated face, no upstream speaks it."""
 PROMPT = [{"role": "user", "content": "Tell me a short story about a lighthouse."}]
 HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer bench"}
 
 _CONTENT = re.compile(rb'"content"\s*:\s*"(?!")')  # a content field with at least one char
 _NDJSON_DONE = re.compile(rb'"done"\s*:\s*true')
 _SSE_DONE = b"data: [DONE]"
+# The Responses API: text is output_text (whole) or delta (streamed); the end is an event.
+_OUTPUT_TEXT = re.compile(rb'"output_text"\s*:\s*"(?!")')
+_DELTA = re.compile(rb'"delta"\s*:\s*"(?!")')
+_COMPLETED = b"event: response.completed\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,9 @@ class Endpoint:
     """Headers beyond the bench's own (a peer's routing config)."""
 
     def body(self, stream: bool) -> bytes:
+        if self.api == RESPONSES:
+            return json.dumps({"model": self.model, "input": PROMPT, "stream": stream,
+                               "store": False}).encode()
         return json.dumps({"model": self.model, "messages": PROMPT, "stream": stream}).encode()
 
 
@@ -82,7 +91,8 @@ class Client:
                 if not stream:
                     raw = await resp.read()
                     elapsed = time.perf_counter() - start
-                    ok = _CONTENT.search(raw) is not None
+                    text = _OUTPUT_TEXT if ep.api == RESPONSES else _CONTENT
+                    ok = text.search(raw) is not None
                     return Sample(ok, elapsed, provider=provider,
                                   error=None if ok else "reply without text")
                 return await _read_stream(resp, ep.api, start, provider)
@@ -96,16 +106,24 @@ async def _read_stream(
     ttft: float | None = None
     head = b""
     tail = b""
+    text = _DELTA if api == RESPONSES else _CONTENT
+    keep = 8192 if api == RESPONSES else 2048  # the completed event carries the response
     async for chunk in resp.content.iter_any():
         if ttft is None:
             head += chunk
-            if _CONTENT.search(head):
+            if text.search(head):
                 ttft = time.perf_counter() - start
                 head = b""
-        tail = (tail + chunk)[-2048:]
+        tail = (tail + chunk)[-keep:]
     elapsed = time.perf_counter() - start
     last = tail.rstrip().rsplit(b"\n", 1)[-1]
-    done = last.startswith(_SSE_DONE) if api == OPENAI else bool(_NDJSON_DONE.search(last))
+    if api == RESPONSES:
+        _, marker, after = tail.rpartition(_COMPLETED)
+        done = bool(marker) and after.count(b"\n\n") == 1 and after.endswith(b"\n\n")
+    elif api == OPENAI:
+        done = last.startswith(_SSE_DONE)
+    else:
+        done = bool(_NDJSON_DONE.search(last))
     if ttft is None or not done:
         why = "no text" if ttft is None else "stream ended without its end marker"
         return Sample(False, elapsed, provider=provider, error=why)

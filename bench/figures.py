@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from bench.client import OLLAMA, OPENAI, Client, run_count, run_for
+from bench.client import OLLAMA, OPENAI, RESPONSES, Client, run_count, run_for
 from bench.plan import Plan
 from bench.stats import Sample
 from bench.targets import Target
@@ -28,13 +28,20 @@ class Cell:
 
     @property
     def label(self) -> str:
-        api = "OpenAI" if self.api == OPENAI else "Ollama"
-        mode = ("SSE" if self.api == OPENAI else "NDJSON") if self.stream else "JSON"
+        api = {OPENAI: "OpenAI", OLLAMA: "Ollama", RESPONSES: "Responses"}[self.api]
+        mode = ("NDJSON" if self.api == OLLAMA else "SSE") if self.stream else "JSON"
         return f"{api} {mode} c{self.concurrency}"
+
+    @property
+    def baseline(self) -> Cell:
+        """The direct cell a gateway's overhead is taken over: the same cell, or for a face
+        no upstream speaks (Responses) the Chat Completions cell it is translated onto."""
+        return Cell(OPENAI, self.stream, self.concurrency) if self.api == RESPONSES else self
 
 
 OVERHEAD_CELLS = tuple(
-    Cell(api, stream, c) for api in (OPENAI, OLLAMA) for stream in (False, True) for c in (1, 32)
+    Cell(api, stream, c) for api in (OPENAI, RESPONSES, OLLAMA) for stream in (False, True)
+    for c in (1, 32)
 )
 THROUGHPUT_CELLS = tuple(Cell(OPENAI, stream, c) for stream in (False, True) for c in (32, 128))
 

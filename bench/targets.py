@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.client import OLLAMA, OPENAI, Client, Endpoint
+from bench.client import OLLAMA, OPENAI, RESPONSES, Client, Endpoint
 from bench.procs import REPO_ROOT, ServiceProcess, TargetFailed, clean_env
 from src.testing.fakes.launcher import free_port
 
@@ -38,10 +38,13 @@ class Target:
             self.proc.stop()
 
 
-def _endpoints(base: str, model: str, *, ollama: bool = True) -> dict[str, Endpoint]:
+def _endpoints(base: str, model: str, *, ollama: bool = True,
+               responses: bool = False) -> dict[str, Endpoint]:
     eps = {OPENAI: Endpoint(f"{base}/v1/chat/completions", model, OPENAI)}
     if ollama:
         eps[OLLAMA] = Endpoint(f"{base}/api/chat", model, OLLAMA)
+    if responses:
+        eps[RESPONSES] = Endpoint(f"{base}/v1/responses", model, RESPONSES)
     return eps
 
 
@@ -122,7 +125,7 @@ async def demi(
     base = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "src.conductor", "serve", "--port", str(port)]
     proc = ServiceProcess(DEMI, argv, env, workdir)
-    target = Target(DEMI, _endpoints(base, GATEWAY_MODEL), proc)
+    target = Target(DEMI, _endpoints(base, GATEWAY_MODEL, responses=True), proc)
     try:
         await start_gateway(client, target, limit=30)
     except TargetFailed as exc:

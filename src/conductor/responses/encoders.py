@@ -169,9 +169,13 @@ class ResponsesSSE:
         if self._opened:
             return ""
         self._opened = True
-        start = self.frame.response("in_progress", self.model)
-        return (self._event("response.created", {"response": start})
-                + self._event("response.in_progress", {"response": start}))
+        start = _dumps(self.frame.response("in_progress", self.model))  # once for both
+        out = ""
+        for kind in ("response.created", "response.in_progress"):
+            out += (f'event: {kind}\ndata: {{"type":"{kind}","sequence_number":{self._seq},'
+                    f'"response":{start}}}\n\n')
+            self._seq += 1
+        return out
 
     def _start_message(self) -> str:
         if self._message_id is not None:
