@@ -548,6 +548,26 @@ async def test_what_codex_sends_is_accepted(
     assert offered == ["get_weather", "crm__lookup"]
 
 
+async def test_message_content_never_logged_at_info_or_above(
+    oai: openai.AsyncOpenAI, fake_ollama: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Requests, streams, tools, a broken stream and bad input log no content at INFO+."""
+    caplog.set_level(logging.DEBUG)
+    secret = "s3cret-words"
+    item = {"role": "user", "content": secret}
+    await oai.responses.create(model="demi", input=secret, instructions=secret)
+    await events_of(await oai.responses.create(model="demi", input=[item], stream=True,
+                                               tools=[{**WEATHER, "description": secret}]))
+    with pytest.raises(openai.BadRequestError):
+        await oai.responses.create(model="demi", input=[{"role": secret, "content": secret}])
+    fake_ollama.control(mode="cut", after_chunks=1)
+    await events_of(await oai.responses.create(model="demi", input=secret, stream=True))
+    assert caplog.records
+    for record in caplog.records:
+        if record.levelno >= logging.INFO:
+            assert secret not in record.getMessage()
+
+
 # -- failover and provider kinds ----------------------------------------------------------
 
 

@@ -105,7 +105,7 @@ class TextOptions(RequestBody):
 class ReasoningOptions(RequestBody):
     effort: Annotated[
         str | None, expect("one of " + ", ".join(EFFORT_THINK),
-                           lambda v: v is None or v in EFFORT_THINK),
+                           lambda v: v is None or (isinstance(v, str) and v in EFFORT_THINK)),
     ] = None
     summary: Any = None
     generate_summary: Any = None
@@ -243,7 +243,11 @@ def _response_format(fmt: Mapping[str, Any]) -> dict[str, Any] | None:
         if not isinstance(schema, dict):
             raise ApiError(400, "text.format.schema must be an object (a JSON schema)",
                            param="text.format.schema", code="invalid_value")
-        spec: dict[str, Any] = {"name": fmt.get("name") or "schema", "schema": schema}
+        name = fmt.get("name", "schema")
+        if not isinstance(name, str) or not name:
+            raise ApiError(400, "text.format.name must be a non-empty string",
+                           param="text.format.name", code="invalid_value")
+        spec: dict[str, Any] = {"name": name, "schema": schema}
         if isinstance(fmt.get("strict"), bool):
             spec["strict"] = fmt["strict"]
         return {"type": "json_schema", "json_schema": spec}
@@ -272,6 +276,8 @@ def _append_items(out: list[dict[str, Any]], items: Sequence[Mapping[str, Any]],
         kind = item.get("type")
         if kind is None and "role" in item:
             kind = "message"  # the "easy" message: {"role", "content"}
+        if not isinstance(kind, str):
+            raise _bad(f"{here}.type", "is required: a string such as \"message\"")
         if kind == "message":
             out.append(_message(item, here))
         elif kind in ("function_call", "custom_tool_call"):
@@ -292,7 +298,7 @@ def _append_items(out: list[dict[str, Any]], items: Sequence[Mapping[str, Any]],
 
 def _message(item: Mapping[str, Any], where: str) -> dict[str, Any]:
     role = item.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise _bad(f"{where}.role", "must be user, assistant, system or developer")
     return {"role": ROLES[role], "content": _content(item.get("content"), f"{where}.content")}
 
@@ -307,6 +313,8 @@ def _content(content: Any, where: str) -> str | list[dict[str, Any]]:
     for j, part in enumerate(content):
         here = f"{where}[{j}]"
         kind = part.get("type") if isinstance(part, Mapping) else None
+        if not isinstance(kind, str):
+            raise _bad(f"{here}.type", "is required: input_text, output_text or input_image")
         if kind in TEXT_PARTS:
             parts.append({"type": "text", "text": _string(part, "text", here)})
         elif kind == "refusal":

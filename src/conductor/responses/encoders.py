@@ -88,6 +88,8 @@ class ResponseFrame:
             "output": list(output), **self._echo,
             "usage": usage(final) if final is not None else None,
         }
+        if status in ("completed", "incomplete"):
+            obj["completed_at"] = int(time.time())
         if status == "incomplete":
             obj["incomplete_details"] = {"reason": "max_output_tokens"}
         if error is not None:
