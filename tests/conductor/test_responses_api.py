@@ -24,7 +24,6 @@ from tests.conductor.helpers import (
     LMSTUDIO_REPLY,
     OLLAMA_MODEL,
     OLLAMA_REPLY,
-    Conductor,
     conductor_config,
     upstream_chats,
 )
@@ -391,6 +390,20 @@ async def test_previous_response_id_continues_the_conversation(
     assert second.previous_response_id == first.id
 
 
+async def test_deleting_an_earlier_response_never_shortens_a_later_one(
+    oai: openai.AsyncOpenAI, fake_ollama: FakeServer
+) -> None:
+    """Each stored response holds its whole conversation: with the first turn deleted, the
+    second still continues with both turns."""
+    first = await oai.responses.create(model="demi", input="one")
+    second = await oai.responses.create(model="demi", input="two",
+                                        previous_response_id=first.id)
+    await oai.responses.delete(first.id)
+    await oai.responses.create(model="demi", input="three", previous_response_id=second.id)
+    assert [m["content"] for m in last_chat(fake_ollama)["messages"]] == [
+        "one", OLLAMA_REPLY, "two", OLLAMA_REPLY, "three"]
+
+
 async def test_previous_response_with_a_tool_call_takes_its_output(
     oai: openai.AsyncOpenAI, fake_ollama: FakeServer
 ) -> None:
@@ -625,8 +638,7 @@ async def test_through_the_embedded_model(fake_ollama: FakeServer,
         web = TestClient(TestServer(create_app(llm, config)))
         await web.start_server()
         try:
-            c = Conductor(web, llm, web.server.app)  # type: ignore[arg-type]
-            async with openai.AsyncOpenAI(base_url=str(c.client.make_url("/v1")),
+            async with openai.AsyncOpenAI(base_url=str(web.make_url("/v1")),
                                           api_key="x", max_retries=0) as oai:
                 raw = await oai.responses.with_raw_response.create(model="demi", input="hi")
                 events = await events_of(await oai.responses.create(
