@@ -599,6 +599,19 @@ async def test_fails_over_when_the_primary_is_killed(
     assert events[-1].response.output_text == LMSTUDIO_REPLY
 
 
+async def test_every_provider_down_is_a_503_before_any_event(
+    oai: openai.AsyncOpenAI, fake_ollama: FakeServer, fake_lmstudio: FakeServer
+) -> None:
+    """With nobody to answer, a streamed request is a plain 503 all_providers_failed (no
+    event stream was started), in OpenAI's shape."""
+    fake_ollama.kill()
+    fake_lmstudio.kill()
+    with pytest.raises(openai.InternalServerError) as info:
+        await oai.responses.create(model="demi", input="hi", stream=True)
+    assert info.value.status_code == 503
+    assert info.value.code == "all_providers_failed"
+
+
 async def test_through_configured_providers_of_each_server_kind(
     client: Client, fake_ollama: FakeServer, fake_lmstudio: FakeServer
 ) -> None:

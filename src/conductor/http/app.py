@@ -1,9 +1,9 @@
 """Building the conductor's aiohttp application around a ``UnifiedLLMInference``.
 
 Where a request enters: :func:`create_app` wires one middleware (the API key and CORS
-preflight from ``guard.py``, errors, metrics, the DEBUG access line) and three route
-groups: ``openai_api`` (``/v1``), ``ollama_api`` (``/api`` and ``/``) and ``admin_api``
-(health, status, metrics, admin).
+preflight from ``guard.py``, errors, metrics, the DEBUG access line) and the route
+groups: ``openai`` (``/v1``), ``responses`` (``/v1/responses``, with its store's lifecycle),
+``ollama`` (``/api`` and ``/``) and admin (health, status, metrics, admin).
 
 The app does not own the LLM unless asked (``manage_llm=True``, what :func:`serve` uses):
 tests build an app around an LLM they started themselves, and several apps can share one.
