@@ -24,15 +24,22 @@ from bench.stats import Sample
 OPENAI = "openai"
 OLLAMA = "ollama"
 ANTHROPIC = "anthropic"
+RESPONSES = "responses"
+"""OpenAI's Responses API (``/v1/responses``): DEMI's translated face, no upstream speaks it."""
 PROMPT = [{"role": "user", "content": "Tell me a short story about a lighthouse."}]
 HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer bench"}
 
 _CONTENT = re.compile(rb'"content"\s*:\s*"(?!")')  # a content field with at least one char
 _TEXT = re.compile(rb'"text"\s*:\s*"(?!")')  # Anthropic: a text (block or delta) with a char
-_TEXT_OF = {OPENAI: _CONTENT, OLLAMA: _CONTENT, ANTHROPIC: _TEXT}
 _NDJSON_DONE = re.compile(rb'"done"\s*:\s*true')
 _SSE_DONE = b"data: [DONE]"
 _MESSAGE_STOP = b'data: {"type":"message_stop"'
+# The Responses API: text is output_text (whole) or delta (streamed); the end is an event.
+_OUTPUT_TEXT = re.compile(rb'"output_text"\s*:\s*"(?!")')
+_DELTA = re.compile(rb'"delta"\s*:\s*"(?!")')
+_COMPLETED = b"event: response.completed\n"
+_TEXT_OF = {OPENAI: _CONTENT, OLLAMA: _CONTENT, ANTHROPIC: _TEXT, RESPONSES: _DELTA}
+"""The text a streamed chunk carries, per API (a whole Responses reply: _OUTPUT_TEXT)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +48,14 @@ class Endpoint:
 
     url: str
     model: str
-    api: str  # OPENAI, OLLAMA or ANTHROPIC
+    api: str  # OPENAI, OLLAMA, ANTHROPIC or RESPONSES
     headers: Mapping[str, str] | None = None
     """Headers beyond the bench's own (a peer's routing config)."""
 
     def body(self, stream: bool) -> bytes:
+        if self.api == RESPONSES:
+            return json.dumps({"model": self.model, "input": PROMPT, "stream": stream,
+                               "store": False}).encode()
         body: dict[str, object] = {"model": self.model, "messages": PROMPT, "stream": stream}
         if self.api == ANTHROPIC:
             body["max_tokens"] = 256  # required by the Messages API; above the fakes' 32
@@ -89,7 +99,8 @@ class Client:
                 if not stream:
                     raw = await resp.read()
                     elapsed = time.perf_counter() - start
-                    ok = _TEXT_OF[ep.api].search(raw) is not None
+                    text = _OUTPUT_TEXT if ep.api == RESPONSES else _TEXT_OF[ep.api]
+                    ok = text.search(raw) is not None
                     return Sample(ok, elapsed, provider=provider,
                                   error=None if ok else "reply without text")
                 return await _read_stream(resp, ep.api, start, provider)
@@ -104,16 +115,20 @@ async def _read_stream(
     head = b""
     tail = b""
     text = _TEXT_OF[api]
+    keep = 8192 if api == RESPONSES else 2048  # the completed event carries the response
     async for chunk in resp.content.iter_any():
         if ttft is None:
             head += chunk
             if text.search(head):
                 ttft = time.perf_counter() - start
                 head = b""
-        tail = (tail + chunk)[-2048:]
+        tail = (tail + chunk)[-keep:]
     elapsed = time.perf_counter() - start
     last = tail.rstrip().rsplit(b"\n", 1)[-1]
-    if api == OPENAI:
+    if api == RESPONSES:
+        _, marker, after = tail.rpartition(_COMPLETED)
+        done = bool(marker) and after.count(b"\n\n") == 1 and after.endswith(b"\n\n")
+    elif api == OPENAI:
         done = last.startswith(_SSE_DONE)
     elif api == ANTHROPIC:
         done = last.startswith(_MESSAGE_STOP)

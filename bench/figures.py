@@ -12,14 +12,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from bench.client import ANTHROPIC, OLLAMA, OPENAI, Client, run_count, run_for
+from bench.client import ANTHROPIC, OLLAMA, OPENAI, RESPONSES, Client, run_count, run_for
 from bench.plan import Plan
 from bench.stats import Sample
 from bench.targets import Target
 
 Log = Callable[[str], None]
 _API_NAMES = {OPENAI: ("OpenAI", "SSE"), OLLAMA: ("Ollama", "NDJSON"),
-              ANTHROPIC: ("Anthropic", "SSE")}
+              ANTHROPIC: ("Anthropic", "SSE"), RESPONSES: ("Responses", "SSE")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,15 +35,27 @@ class Cell:
 
     @property
     def direct(self) -> Cell:
-        """The cell of the direct target this one is measured against. The fakes speak no
-        Anthropic: DEMI's Anthropic face, in front of Ollama's ``/api/chat``, is measured
-        against the client talking to that ``/api/chat`` itself."""
-        return Cell(OLLAMA, self.stream, self.concurrency) if self.api == ANTHROPIC else self
+        """The cell of the direct target this one is measured against. The fakes speak
+        neither Anthropic nor Responses: DEMI's Anthropic face, in front of Ollama's
+        ``/api/chat``, is measured against the client talking to that ``/api/chat`` itself,
+        and its Responses face against direct Chat Completions."""
+        if self.api == ANTHROPIC:
+            return Cell(OLLAMA, self.stream, self.concurrency)
+        if self.api == RESPONSES:
+            return Cell(OPENAI, self.stream, self.concurrency)
+        return self
+
+    @property
+    def baseline(self) -> Cell:
+        """The direct cell a gateway's overhead is taken over: the same cell, or for a face
+        no upstream speaks (Responses) the Chat Completions cell it is translated onto."""
+        return Cell(OPENAI, self.stream, self.concurrency) if self.api == RESPONSES else self
 
 
 OVERHEAD_CELLS = tuple(
     Cell(api, stream, c)
-    for api in (OPENAI, OLLAMA, ANTHROPIC) for stream in (False, True) for c in (1, 32)
+    for api in (OPENAI, RESPONSES, OLLAMA, ANTHROPIC) for stream in (False, True)
+    for c in (1, 32)
 )
 THROUGHPUT_CELLS = tuple(Cell(OPENAI, stream, c) for stream in (False, True) for c in (32, 128))
 

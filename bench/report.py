@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from bench.client import ANTHROPIC, OPENAI
+from bench.client import OLLAMA, OPENAI
 from bench.failover import SCENARIOS, FailoverResult
 from bench.figures import OVERHEAD_CELLS, THROUGHPUT_CELLS, Cell, Results
 from bench.plan import Plan
@@ -61,15 +61,16 @@ class Builder:
             what = "TTFT" if cell.stream else "latency"
             for q, limit in ((50, 1.5), (99, 2.0)):
                 _, values, over = self._overheads(cell, q)
-                if cell.api == ANTHROPIC:  # no floor for this face: beside DEMI's OpenAI face
+                if cell.direct != cell:  # a face only DEMI serves: beside its OpenAI face
                     openai = self._overheads(Cell(OPENAI, cell.stream, cell.concurrency), q)[2]
                     r = safe_div(over.get(DEMI, float("nan")), openai.get(DEMI, float("nan")))
-                    self.add("1", f"{cell.label} {what} p{q}, overhead ms (vs direct Ollama)",
+                    versus = "direct Ollama" if cell.direct.api == OLLAMA else "direct chat"
+                    self.add("1", f"{cell.label} {what} p{q}, overhead ms (vs {versus})",
                              values, {DEMI: ratio(r, "OpenAI face")} if DEMI in over else {})
                     continue
                 ratios, met = self._vs_floor(over, limit, lower_is_better=True)
-                self.add("1", f"{cell.label} {what} p{q}, overhead ms", values, ratios,
-                         f"≤ {limit:g}× floor", met)
+                self.add("1", f"{cell.label} {what} p{q}, overhead ms", values,
+                         ratios, f"≤ {limit:g}× floor" if FLOOR in over else "—", met)
 
     def _overheads(self, cell: Cell, q: int) -> tuple[float, dict[str, str], dict[str, float]]:
         """(direct's percentile ms, the cells' texts, each target's overhead ms) of one row."""

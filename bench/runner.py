@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from bench import litellm_peer, machine, targets
-from bench.client import ANTHROPIC, Client
+from bench.client import Client
 from bench.failover import FAKE_ARGS, LMSTUDIO_MODEL, FailoverResult, Starter, run_failover
 from bench.figures import (
     OVERHEAD_CELLS,
@@ -138,8 +138,8 @@ def missing(inp: Inputs) -> list[str]:
     out: list[str] = []
     for name in (DIRECT, FLOOR, DEMI):
         for cell in OVERHEAD_CELLS:
-            if cell.api == ANTHROPIC and name != DEMI:
-                continue  # only DEMI serves the Anthropic face
+            if cell.direct != cell and name != DEMI:
+                continue  # a face only DEMI serves (its overhead is over direct chat)
             if not any(s.ok for s in inp.results.overhead.get((cell, name), [])):
                 out.append(f"figure 1: no successful {cell.label} request through {name}")
         for cell in THROUGHPUT_CELLS:
@@ -182,7 +182,9 @@ def notes_for(inp: Inputs, bench: Bench) -> list[str]:
         "direct = the client straight to the fake Ollama (its `/api/chat` and its OpenAI "
         "`/v1/chat/completions`), 32-token replies, zero think time: absolute values. "
         "Fig. 1 gateway columns: overhead = gateway percentile − direct percentile of the same "
-        "cell; ratio = gateway overhead ÷ floor overhead.",
+        "cell; ratio = gateway overhead ÷ floor overhead. The Responses rows are DEMI's "
+        "`/v1/responses` face (`store: false`), which no upstream speaks: their overhead is over "
+        "direct's Chat Completions cell of the same mode, the chat the face is translated onto.",
         f"Fig. 1: {p.rounds} interleaved rounds; per round, cell and target {p.c1_requests} "
         f"requests at c1 or {p.c32_requests} at c32, each capped at {p.cell_seconds:g} s; "
         "samples pooled over rounds. TTFT = time to the first chunk carrying text.",

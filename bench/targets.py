@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.client import ANTHROPIC, OLLAMA, OPENAI, Client, Endpoint
+from bench.client import ANTHROPIC, OLLAMA, OPENAI, RESPONSES, Client, Endpoint
 from bench.procs import REPO_ROOT, ServiceProcess, TargetFailed, clean_env
 from src.testing.fakes.launcher import free_port
 
@@ -39,12 +39,14 @@ class Target:
 
 
 def _endpoints(base: str, model: str, *, ollama: bool = True,
-               anthropic: bool = False) -> dict[str, Endpoint]:
+               anthropic: bool = False, responses: bool = False) -> dict[str, Endpoint]:
     eps = {OPENAI: Endpoint(f"{base}/v1/chat/completions", model, OPENAI)}
     if ollama:
         eps[OLLAMA] = Endpoint(f"{base}/api/chat", model, OLLAMA)
     if anthropic:
         eps[ANTHROPIC] = Endpoint(f"{base}/v1/messages", model, ANTHROPIC)
+    if responses:
+        eps[RESPONSES] = Endpoint(f"{base}/v1/responses", model, RESPONSES)
     return eps
 
 
@@ -125,7 +127,7 @@ async def demi(
     base = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "src.conductor", "serve", "--port", str(port)]
     proc = ServiceProcess(DEMI, argv, env, workdir)
-    target = Target(DEMI, _endpoints(base, GATEWAY_MODEL, anthropic=True), proc)
+    target = Target(DEMI, _endpoints(base, GATEWAY_MODEL, anthropic=True, responses=True), proc)
     try:
         await start_gateway(client, target, limit=30)
     except TargetFailed as exc:

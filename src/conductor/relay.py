@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -76,12 +76,16 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 WholeEncoder = Callable[[Collected], bytes]
 WORKLOAD_HEADER = "X-DEMI-Workload"
 StreamEncoderFactory = Callable[[ReplyStream], StreamEncoder]
+BeforeEnd = Callable[[], Awaitable[None]]
+"""Run once the reply is whole and encoded, before the client hears that it ended (the
+Responses face stores the response there, so a client that sends the next turn the moment
+it has the last event finds it)."""
 
 
 async def answer(
     state: ConductorState, request: web.Request, messages: Sequence[Any],
     options: Mapping[str, Any], *, stream: StreamEncoderFactory | None, whole: WholeEncoder,
-    whole_type: str = JSON_TYPE,
+    whole_type: str = JSON_TYPE, before_end: BeforeEnd | None = None,
 ) -> web.StreamResponse:
     """Serve one chat request: streamed with ``stream``'s encoder if given, else whole."""
     workload = request.headers.get(WORKLOAD_HEADER)
@@ -89,16 +93,20 @@ async def answer(
         options = {**options, "workload": workload}
     if stream is not None:
         reply = await open_reply(state, messages, options)
-        return await stream_reply(state, request, reply, stream(reply))
+        return await stream_reply(state, request, reply, stream(reply), before_end)
     got = await collect(state, messages, options)
+    body = whole(got)
+    if before_end is not None:
+        await before_end()
     return web.Response(
-        body=whole(got), headers=state.headers(got.reply.provider, got.reply.fallback_used,
-                                                whole_type, got.reply.degraded),
+        body=body, headers=state.headers(got.reply.provider, got.reply.fallback_used,
+                                         whole_type, got.reply.degraded),
     )
 
 
 async def stream_reply(
     state: ConductorState, request: web.Request, reply: ReplyStream, encoder: StreamEncoder,
+    before_end: BeforeEnd | None = None,
 ) -> web.StreamResponse:
     """Write ``reply`` as ``encoder`` says, chunk by chunk; the one stream skeleton."""
     resp = web.StreamResponse(
@@ -107,7 +115,7 @@ async def stream_reply(
     )
     async with reply:  # the upstream is closed on every way out, cancellation included
         try:
-            await _write(resp, request, reply, encoder)
+            await _write(resp, request, reply, encoder, before_end)
         except StreamInterrupted as exc:
             interrupted(state, reply, exc, "the client gets an error event, not a cut answer")
             err = ApiError(502, str(exc), code="stream_interrupted", type="server_error")
@@ -127,14 +135,17 @@ async def stream_reply(
 
 async def _write(
     resp: web.StreamResponse, request: web.Request, reply: ReplyStream,
-    encoder: StreamEncoder,
+    encoder: StreamEncoder, before_end: BeforeEnd | None,
 ) -> None:
     await resp.prepare(request)
     async for chunk in reply:
         if chunk.done:
             if len(reply.providers) > 1:  # continued mid-stream: say who served it
                 encoder.served_by = tuple(reply.providers)
-            await resp.write_eof(encoder.final(chunk))
+            last = encoder.final(chunk)
+            if before_end is not None:
+                await before_end()
+            await resp.write_eof(last)
             return
         if chunk.text:
             await resp.write(encoder.text(chunk.text))

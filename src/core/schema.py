@@ -213,6 +213,16 @@ class LLMConfig(BaseModel):
         return tuple(names)
 
 
+class ResponsesConfig(BaseModel):
+    """``conductor.responses``: the bounded store behind ``previous_response_id``."""
+
+    model_config = STRICT
+    store_path: str | None = Field(min_length=1)
+    """A SQLite file (``~`` expanded); null keeps stored responses in memory only."""
+    max_items: int = Field(ge=1)
+    max_age: Seconds = Field(gt=0)
+
+
 class ConductorConfig(BaseModel):
     model_config = STRICT
     host: str
@@ -225,6 +235,7 @@ class ConductorConfig(BaseModel):
     allowed_hosts: tuple[str, ...]
     max_header_bytes: int = Field(ge=1024, le=1048576)
     header_timeout: Seconds = Field(gt=0)
+    responses: ResponsesConfig
 
 
 class LoggingConfig(BaseModel):

@@ -1,7 +1,7 @@
 """A bounded fuzz of both faces over HTTP (hypothesis), against a real conductor process.
 
 Bodies mix valid and hostile fields (tools, content parts, images, formats, options, odd
-roles, wrong JSON types) on every chat, completion and embedding endpoint. Properties:
+roles, wrong JSON types) on every chat, completion, Responses and embedding endpoint. Properties:
 never a 5xx, never a dropped connection, and the service still answers afterwards, with
 Ollama still the active provider (a caller's request never knocks it out).
 """
@@ -22,8 +22,8 @@ from src.testing.fakes.launcher import FakeServer
 from tests.e2e.conftest import MakeConductor
 from tests.e2e.helpers import ConductorProcess
 
-PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/api/chat",
-         "/api/generate", "/api/embed", "/api/embeddings", "/api/show"]
+PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses",
+         "/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/api/show"]
 PNG = "iVBORw0KGgo="
 SCALAR = st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False) | \
     st.text(max_size=6)
@@ -60,7 +60,7 @@ REQUIRED = {
     "messages": st.lists(SIMPLE | MESSAGE, min_size=1, max_size=3) | JSON,
     "prompt": st.text(min_size=1, max_size=10) | JSON,
     "input": st.text(min_size=1, max_size=10) | st.lists(st.text(max_size=5), max_size=3)
-    | JSON,
+    | st.lists(SIMPLE | MESSAGE, min_size=1, max_size=3) | JSON,
 }
 FIELDS = {
     "stream": st.booleans() | JSON,

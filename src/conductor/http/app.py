@@ -2,8 +2,9 @@
 
 Where a request enters: :func:`create_app` wires one middleware (origin, host and API key
 checks and the CORS preflight from ``guard.py``, errors, metrics, the DEBUG access line) and
-four route groups: ``openai`` (``/v1``), ``anthropic`` (``/v1/messages``), ``ollama``
-(``/api`` and ``/``) and the admin routes (health, status, metrics, admin).
+the route groups: ``openai`` (``/v1``), ``anthropic`` (``/v1/messages``), ``responses``
+(``/v1/responses``, with its store's lifecycle), ``ollama`` (``/api`` and ``/``) and the
+admin routes (health, status, metrics, admin).
 
 The app does not own the LLM unless asked (``manage_llm=True``, what :func:`serve` uses):
 tests build an app around an LLM they started themselves, and several apps can share one.
@@ -20,7 +21,7 @@ from aiohttp.typedefs import Middleware
 
 from ...core.config import DemiConfig
 from ...llm import AllProvidersFailed, RequestRejected, UnifiedLLMInference
-from .. import anthropic, ollama, openai
+from .. import anthropic, ollama, openai, responses
 from .admin import AdminRoutes
 from .errors import MAX_BODY_KEY, ApiError, Handler, error_response, from_exception
 from .guard import Guard
@@ -100,6 +101,7 @@ def create_app(
     app[MAX_BODY_KEY] = max_body
     openai.add_routes(app, state)
     anthropic.add_routes(app, state)
+    responses.add_routes(app, state)
     ollama.add_routes(app, state)
     AdminRoutes(state).add_routes(app)
     if manage_llm:
