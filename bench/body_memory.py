@@ -84,14 +84,14 @@ async def _measure(proc: ServiceProcess, base: str, path: str, body: bytes) -> d
     return {"before": before, "peak": peak, "seconds": seconds, "exact": float(exact)}
 
 
-async def run(mb: float) -> str:
+async def run(mb: float, config: Path | None = None) -> str:
     size = int(mb * MB)
     rows = []
     for face, (path, body) in _bodies(size).items():
         with FakeServer("ollama", args=["--max-recorded", "1"]) as ollama, \
                 FakeServer("lmstudio") as lmstudio, tempfile.TemporaryDirectory() as tmp:
             client = Client()
-            target = await demi(client, ollama.url, lmstudio.url, Path(tmp))
+            target = await demi(client, ollama.url, lmstudio.url, Path(tmp), config)
             try:
                 assert target.proc is not None
                 base = target.endpoints["openai"].url.split("/v1/")[0]
@@ -119,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.body_memory", description=__doc__)
     parser.add_argument("--mb", type=float, default=50.0, help="body size in MB (default 50)")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--config", type=Path, help="a DEMI config file to run with")
     args = parser.parse_args(argv)
-    report = asyncio.run(run(args.mb))
+    report = asyncio.run(run(args.mb, args.config))
     args.output.write_text(report)
     print(report)
     return 0

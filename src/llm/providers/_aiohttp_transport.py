@@ -19,6 +19,8 @@ from collections.abc import AsyncIterable, AsyncIterator
 import aiohttp
 import httpx
 
+from ._payload import sliced
+
 
 class _ResponseStream(httpx.AsyncByteStream):
     def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
@@ -84,8 +86,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self, method: str, url: str, headers: list[tuple[str, str]] | dict[str, str],
         body: bytes | AsyncIterable[bytes],
     ) -> aiohttp.ClientResponse:
+        data = (sliced(body) if body else None) if isinstance(body, bytes) else body
         return await self._get_session().request(
-            method, url, headers=headers, data=body or None, allow_redirects=False,
+            method, url, headers=headers, data=data, allow_redirects=False,
         )
 
     async def aclose(self) -> None:

@@ -1,10 +1,12 @@
-"""JSON request bodies that cost their size once on the way out.
+"""Request bodies that cost their size once on the way out.
 
 A chat carrying a 20 MB image is serialised once, by orjson, straight to ``bytes`` (the
 standard library would build a ``str`` and then encode it: two copies). aiohttp would then
 copy those bytes again while sending them: it joins the first write to the request head,
 and on Python 3.11 asyncio's transport copies whatever the socket did not take at once into
-its buffer. :class:`SlicedJSON` hands the socket slices of the one buffer instead.
+its buffer. :class:`SlicedBody` hands the socket slices of the one buffer instead; the
+OpenAI-compatible providers send their JSON that way, and the Ollama provider's transport
+sends the body the ``ollama`` client built that way.
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode()
 
 
-class SlicedJSON(BytesPayload):
-    """``application/json`` bytes, written to the connection ``SLICE`` bytes at a time."""
+class SlicedBody(BytesPayload):
+    """Bytes written to the connection ``SLICE`` bytes at a time (JSON unless told)."""
 
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data, content_type="application/json")
+    def __init__(self, data: bytes, content_type: str = "application/json") -> None:
+        super().__init__(data, content_type=content_type)
 
     async def write(self, writer: AbstractStreamWriter) -> None:
         await self.write_with_length(writer, None)
@@ -48,7 +50,11 @@ class SlicedJSON(BytesPayload):
             await writer.write(view[start:start + SLICE])
 
 
-def json_body(value: Any) -> bytes | SlicedJSON:
-    """The body for ``value``: plain bytes when small (the fast path), sliced when large."""
-    data = dumps(value)
-    return data if len(data) <= SLICE else SlicedJSON(data)
+def sliced(data: bytes) -> bytes | SlicedBody:
+    """``data`` as it is when small (the fast path), sliced when large."""
+    return data if len(data) <= SLICE else SlicedBody(data)
+
+
+def json_body(value: Any) -> bytes | SlicedBody:
+    """The JSON body for ``value``, serialised once."""
+    return sliced(dumps(value))

@@ -66,6 +66,32 @@ def _data_url_payload(url: str, where: str, kind: str) -> str:
     return payload
 
 
+_CHECK_CHUNK = 64 * 1024
+"""Characters of base64 checked at a time (a multiple of 4)."""
+def check_base64(value: Any, where: str) -> str:
+    """``value`` if it is strict base64 (a 400 otherwise), checked piece by piece so a
+    20 MB image is never decoded whole just to be checked."""
+    if not isinstance(value, str):
+        raise RequestError(f"{where} must be a base64 string")
+    if len(value) % 4:
+        raise RequestError(f"{where} is not valid base64")
+    try:
+        for start in range(0, len(value), _CHECK_CHUNK):
+            base64.b64decode(value[start:start + _CHECK_CHUNK], validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(f"{where} is not valid base64") from None
+    return value
+
+
+def data_url(value: Any, where: str) -> str:
+    """A base64 image as a ``data:`` URL with its type sniffed from its first bytes (the
+    caller's base64 is reused, never decoded whole)."""
+    if isinstance(value, str) and value.startswith("data:"):
+        value = value.partition(",")[2]
+    encoded = check_base64(value, where)
+    return f"data:{_mime(base64.b64decode(encoded[:16]))};base64,{encoded}"
+
+
 def image_bytes(value: Any, where: str) -> bytes:
     """Decoded image data; a caller's bad base64 is a 400 (never a path read from disk)."""
     if not isinstance(value, str):
@@ -107,8 +133,7 @@ def _parts(content: Any, where: str, kind: str) -> tuple[str, list[str]]:
             if not isinstance(url, str):
                 raise RequestError(f"{here}.image_url.url must be a string")
             payload = _data_url_payload(url, f"{here}.image_url", kind)
-            image_bytes(payload, f"{here}.image_url")
-            images.append(payload)
+            images.append(check_base64(payload, f"{here}.image_url"))
         elif isinstance(kind_of, str):
             raise CannotExpress(f"{here}.type", f"{kind} has no '{kind_of}' content parts")
         else:
@@ -164,6 +189,8 @@ def to_ollama(request: ChatRequest) -> OllamaRequest:
                 raise RequestError(f"{where}.images must be an array of base64 strings")
             images = [*images, *raw_images]
         if images:
+            # Bytes: the ollama client reads a string naming an existing file from disk
+            # (and parses a long string as a path first, copying it several times).
             msg["images"] = [image_bytes(im, f"{where}.images") for im in images]
         calls = message.get("tool_calls")
         if calls:
@@ -244,9 +271,8 @@ def to_openai(request: ChatRequest, *, json_object_as_schema: bool) -> dict[str,
             elif content:
                 parts.append({"type": "text", "text": content})
             for im in _list(raw_images, f"{where}.images"):
-                data = image_bytes(im, f"{where}.images")
-                url = f"data:{_mime(data)};base64,{base64.b64encode(data).decode()}"
-                parts.append({"type": "image_url", "image_url": {"url": url}})
+                parts.append({"type": "image_url",
+                              "image_url": {"url": data_url(im, f"{where}.images")}})
             msg["content"] = parts
         calls = message.get("tool_calls")
         if calls:

@@ -25,7 +25,7 @@ from ..errors import (
 )
 from ..types import ChatChunk, ChatRequest, Embeddings, HealthReport
 from ._errors import SHARED_ERRORS, ErrorBoundary, error_text, malformed, map_errors, map_status
-from ._payload import SlicedJSON, json_body
+from ._payload import SlicedBody, json_body
 from ._timing import ReplyClock
 from ._translate import (
     OLLAMA_ONLY_OPTIONS,
@@ -237,7 +237,7 @@ class OpenAICompatProvider(Provider):
         )
 
     async def _post_chat(
-        self, clock: ReplyClock, body: bytes | SlicedJSON
+        self, clock: ReplyClock, body: bytes | SlicedBody
     ) -> aiohttp.ClientResponse:
         """POST the chat; retry once if a pooled keep-alive connection turns out dead.
 
