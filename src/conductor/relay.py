@@ -100,7 +100,8 @@ async def answer(
         await before_end()
     return web.Response(
         body=body, headers=state.headers(got.reply.provider, got.reply.fallback_used,
-                                         whole_type, got.reply.degraded),
+                                         whole_type, got.reply.degraded,
+                                         got.reply.spilled_from),
     )
 
 
@@ -111,7 +112,7 @@ async def stream_reply(
     """Write ``reply`` as ``encoder`` says, chunk by chunk; the one stream skeleton."""
     resp = web.StreamResponse(
         headers=state.headers(reply.provider, reply.fallback_used, encoder.content_type,
-                              reply.degraded)
+                              reply.degraded, reply.spilled_from)
     )
     async with reply:  # the upstream is closed on every way out, cancellation included
         try:

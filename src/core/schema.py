@@ -44,7 +44,8 @@ class CanaryConfig(BaseModel):
 
 class RoutingConfig(BaseModel):
     model_config = STRICT
-    strategy: Literal["failover", "round_robin", "nearest", "quality", "canary", "affinity"]
+    strategy: Literal["failover", "round_robin", "nearest", "quality", "canary", "affinity",
+                      "least_busy"]
     region: str | None
     canary_provider: str | None
     """Deprecated spelling of ``canary.provider`` (used when ``canary.provider`` is null)."""
@@ -119,6 +120,7 @@ class _Server(BaseModel):
     temperature: float = Field(ge=0, le=2)
     context_window: int = Field(ge=256)
     region: str | None
+    max_concurrency: int | None = Field(ge=1)
 
     @field_validator("base_url")
     @classmethod
@@ -159,6 +161,7 @@ class ProviderEntry(_Server):
     region: str | None = None
     weight: float = Field(1.0, gt=0)
     tags: tuple[str, ...] = ()
+    max_concurrency: int | None = Field(None, ge=1)
 
 
 class EmbeddedConfig(BaseModel):
@@ -177,6 +180,14 @@ class EmbeddedConfig(BaseModel):
     stable_after: Seconds = Field(ge=0)
     start_timeout: Seconds = Field(gt=0)
     region: str | None
+    max_concurrency: int | None = Field(ge=1)
+    spillover: bool
+
+
+class QueueConfig(BaseModel):
+    model_config = STRICT
+    max_wait: Seconds = Field(gt=0)
+    max_waiting: int = Field(ge=0)
 
 
 class LLMConfig(BaseModel):
@@ -200,6 +211,7 @@ class LLMConfig(BaseModel):
     hedge: HedgeConfig
     warm_standby: WarmStandbyConfig
     retry: RetryConfig
+    queue: QueueConfig
     order: tuple[str, ...]
     routing: RoutingConfig
     embedded: EmbeddedConfig

@@ -156,6 +156,20 @@ class AllProvidersFailed(DemiError):
         super().__init__(message)
 
 
+class Overloaded(DemiError):
+    """Every usable provider is at its ``max_concurrency`` and DEMI's own queue
+    (``llm.queue``) is full, or the request waited ``max_wait`` seconds for a slot.
+
+    ``retry_after`` is seconds until a slot is likely free, computed from the measured
+    service time of the work ahead; ``waiting`` how many requests were queued.
+    """
+
+    def __init__(self, message: str, *, retry_after: float, waiting: int) -> None:
+        self.retry_after = retry_after
+        self.waiting = waiting
+        super().__init__(message)
+
+
 class RequestRejected(DemiError):
     """Every provider that was asked refused the request (each one's reason is in the
     message); ``status`` is the refusal's HTTP status (the first one's)."""

@@ -52,6 +52,17 @@ def build_entry(entry: ProviderEntry, timeouts: Timeouts) -> Provider:
     )
 
 
+def provider_caps(llm: LLMConfig) -> dict[str, int | None]:
+    """``max_concurrency`` of every configured provider (None: learn it, else no cap); the
+    embedded engine's is 1 unless configured, what it really runs at once."""
+    caps: dict[str, int | None] = {
+        OLLAMA: llm.ollama.max_concurrency, LMSTUDIO: llm.lmstudio.max_concurrency,
+        EMBEDDED: llm.embedded.max_concurrency or 1,
+    }
+    caps.update({p.name: p.max_concurrency for p in llm.providers})
+    return caps
+
+
 def provider_weights(llm: LLMConfig) -> dict[str, float]:
     """Round-robin weight of every configured provider (1 unless configured)."""
     weights = {name: 1.0 for name in llm.provider_names()}

@@ -28,7 +28,13 @@ from ..core.config import DemiConfig
 from ..core.tasks import cancel_and_wait
 from .clock import Clock, SystemClock
 from .errors import Closed, ConfigError, UnknownProviderError
-from .factory import build_providers, last_resort, provider_weights, resolve_chain
+from .factory import (
+    build_providers,
+    last_resort,
+    provider_caps,
+    provider_weights,
+    resolve_chain,
+)
 from .options import parse_options, validate_messages
 from .providers.base import Provider
 from .providers.lmstudio import LMStudioInference
@@ -88,7 +94,7 @@ class UnifiedLLMInference:
         self.registry = ProviderRegistry(
             {n: built[n] for n in self.chain}, self._clock, BreakerPolicy.from_config(llm),
             on_breaker=self._on_breaker, on_change=self._update_active,
-            on_idle=lambda name: self.monitor.idle(name),
+            on_idle=lambda name: self.monitor.idle(name), caps=provider_caps(llm),
         )
         self._unused = [p for n, p in built.items() if n not in self.registry]
         for name in self.chain:
@@ -248,6 +254,9 @@ class UnifiedLLMInference:
         hedges = self.walker.hedges
         report["hedge"] = {"enabled": hedges.policy.enabled, "requests": hedges.requests,
                            "hedged": hedges.hedged, "hedge_wins": hedges.hedge_wins}
+        queue = self.walker.queue
+        report["queue"] = {"waiting": queue.waiting, "max_waiting": queue.max_waiting,
+                           "max_wait": queue.max_wait, "refused": queue.refused}
         report["warm_standby"] = None if self.standby is None else {
             "standby": self.standby.standby(), "warmed": dict(self.standby.warmed)}
         return report

@@ -117,6 +117,11 @@ class Reporter:
         """The provider cannot express the request (nobody's fault): the next one is asked."""
         self.logger.debug("%s skipped: %s", self._registry.display(name), exc)
 
+    def spilled(self, full: str, served_by: str) -> None:
+        """A provider at its cap was passed over (never a switch: the guide's lines stay)."""
+        self.logger.debug("%s is at its max_concurrency; %s takes this request",
+                          self._registry.display(full), self._registry.display(served_by))
+
     def degraded(self, name: str, exc: CannotExpress) -> None:
         """No provider could express a field: this one serves the request without it."""
         self.logger.debug("No provider can express %s; %s serves the request without it (%s)",
@@ -210,6 +215,9 @@ class Reporter:
             "active": name == active,
             "stats": st.stats.as_dict(),
             "recent": st.traffic.as_dict(),
+            "in_flight": st.serving,
+            "max_concurrency": st.cap,
+            "spillovers": st.spillovers,
         }
 
     def status(

@@ -130,3 +130,21 @@ async def test_page_charts_traffic_canary_and_sticky(
     assert "<polyline" in dom and '<circle class="dot"' in dom  # the TTFT line
     assert "canary lmstudio: 0% (rolled back) after 2 errors in" in dom
     assert "sticky hit rate: 100% (3/3" in dom
+
+
+async def test_page_shows_requests_in_flight_against_the_cap(
+    fake_ollama: FakeServer, fake_lmstudio: FakeServer, tmp_path: Path,
+) -> None:
+    """A provider with max_concurrency shows "in flight / cap" while a reply is open."""
+    config = {"llm": {"ollama": {"base_url": fake_ollama.url, "max_concurrency": 2},
+                      "lmstudio": {"base_url": fake_lmstudio.url},
+                      "embedded": {"enabled": False}}}
+    async with UnifiedLLMInference(config, logging.getLogger("browser")) as llm:
+        server = TestServer(create_app(llm, llm.config), host="127.0.0.1")
+        await server.start_server()
+        try:
+            async with await llm.open_stream([{"role": "user", "content": "hi"}]):
+                dom = await browser(str(server.make_url("/ui")), tmp_path, "--dump-dom")
+        finally:
+            await server.close()
+    assert 'data-in-flight="1">1 / 2<' in dom

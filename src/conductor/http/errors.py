@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,6 +33,7 @@ from ...llm import (
     CannotExpress,
     Closed,
     DemiError,
+    Overloaded,
     RequestError,
     RequestRejected,
     StreamInterrupted,
@@ -80,6 +82,8 @@ class ApiError(Exception):
         code: str | None = None,
         type: str | None = None,
         extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        faces: dict[str, tuple[int, str]] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -88,6 +92,11 @@ class ApiError(Exception):
         self.code = code
         self.type = type or _OPENAI_TYPES.get(status, "server_error")
         self.extra = extra
+        self.headers = headers
+        """Sent with the answer (``Retry-After``)."""
+        self.faces = faces
+        """(status, message) for a face that answers this differently, by face name
+        (``ollama``, ``anthropic``): each in its own server's words."""
 
 
 def is_anthropic_path(path: str) -> bool:
@@ -130,14 +139,21 @@ def simple_error_body(exc: ApiError) -> dict[str, Any]:
 
 def error_response(exc: ApiError, path: str) -> web.Response:
     """The response for ``exc`` in the shape the endpoint at ``path`` speaks."""
-    if is_anthropic_path(path):
+    face = ("anthropic" if is_anthropic_path(path) else "openai" if is_openai_path(path)
+            else "ollama")
+    if exc.faces and face in exc.faces:
+        status, message = exc.faces[face]
+        exc = ApiError(status, message, param=exc.param, code=exc.code, extra=exc.extra,
+                       headers=exc.headers)
+    if face == "anthropic":
         body = anthropic_error_body(exc)
-    elif is_openai_path(path):
+    elif face == "openai":
         body = openai_error_body(exc)
     else:
         body = simple_error_body(exc)
     return web.Response(
-        status=exc.status, text=json.dumps(body, **_DUMPS_KW), content_type=JSON_TYPE
+        status=exc.status, text=json.dumps(body, **_DUMPS_KW), content_type=JSON_TYPE,
+        headers=exc.headers,
     )
 
 
@@ -197,6 +213,20 @@ def _interrupted(exc: DemiError) -> ApiError:
     return ApiError(503, str(exc), code="stream_interrupted", type="server_error")
 
 
+OLLAMA_BUSY = "server busy, please try again.  maximum pending requests exceeded"
+"""Ollama's own words when its queue is full (``OLLAMA_MAX_QUEUE``), with its 503."""
+
+
+def _overloaded(exc: DemiError) -> ApiError:
+    assert isinstance(exc, Overloaded)
+    seconds = str(max(1, math.ceil(exc.retry_after)))
+    return ApiError(
+        429, str(exc), code="overloaded", type="rate_limit_error",
+        headers={"Retry-After": seconds},
+        faces={"ollama": (503, f"{OLLAMA_BUSY} ({exc})"), "anthropic": (529, str(exc))},
+    )
+
+
 def _unknown_provider(exc: DemiError) -> ApiError:
     assert isinstance(exc, UnknownProviderError)
     return ApiError(400, str(exc), param="provider", extra={"providers": list(exc.known)})
@@ -209,6 +239,7 @@ LLM_ERRORS: dict[type[DemiError], Callable[[DemiError], ApiError]] = {
     Closed: _closed,
     StreamInterrupted: _interrupted,
     UnknownProviderError: _unknown_provider,
+    Overloaded: _overloaded,
 }
 """How each of the LLM layer's errors is answered over HTTP (looked up along the class's
 MRO, so a subclass is answered as its nearest registered base)."""

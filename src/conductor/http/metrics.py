@@ -100,6 +100,7 @@ class _RoutingCollector(Collector):
                 if value is not None:
                     gauge.add_metric([provider], float(value))
             yield gauge
+        yield from _slot_metrics(report)
         sticky = report.get("sticky")
         if sticky is not None:
             yield CounterMetricFamily("demi_sticky_lookups",
@@ -123,6 +124,32 @@ class _RoutingCollector(Collector):
                                        "1 while the canary is rolled back", labels=["provider"])
             rolled.add_metric([canary["provider"]], float(canary["rollback"] is not None))
             yield rolled
+
+
+def _slot_metrics(report: dict[str, Any]) -> Iterator[Metric]:
+    """Requests in flight, caps and spillovers per provider; DEMI's slot queue."""
+    in_flight = GaugeMetricFamily("demi_provider_in_flight",
+                                  "Requests a provider is answering now", labels=["provider"])
+    caps = GaugeMetricFamily("demi_provider_max_concurrency",
+                             "Most requests DEMI sends a provider at once (only capped ones)",
+                             labels=["provider"])
+    spills = CounterMetricFamily("demi_spillovers",
+                                 "Requests passed over a provider at its cap (labelled by it)",
+                                 labels=["provider"])
+    for provider, row in report["providers"].items():
+        in_flight.add_metric([provider], float(row["in_flight"]))
+        if row["max_concurrency"] is not None:
+            caps.add_metric([provider], float(row["max_concurrency"]))
+        spills.add_metric([provider], float(row["spillovers"]))
+    yield in_flight
+    yield caps
+    yield spills
+    queue = report["queue"]
+    yield GaugeMetricFamily("demi_queue_waiting", "Requests waiting for a free slot",
+                            value=queue["waiting"])
+    yield CounterMetricFamily("demi_queue_refused",
+                              "Requests refused (429/503) because every slot was taken",
+                              value=queue["refused"])
 
 
 class _HedgeCollector(Collector):

@@ -20,6 +20,8 @@ from .metrics import Metrics
 PROVIDER_HEADER = "X-DEMI-Provider"
 FALLBACK_HEADER = "X-DEMI-Fallback"
 DEGRADED_HEADER = "X-DEMI-Degraded"
+SPILLOVER_HEADER = "X-DEMI-Spillover"
+"""The provider a request went past because it was at its max_concurrency."""
 """Request fields the serving provider left out because no provider could express them."""
 
 
@@ -54,7 +56,8 @@ class ConductorState:
         # Request ids: a random per-process prefix and a counter (cheaper than uuid4).
         self._id_prefix = os.urandom(6).hex()
         self._ids = itertools.count(1)
-        self._headers: dict[tuple[str, bool, str, tuple[str, ...]], dict[str, str]] = {}
+        self._headers: dict[
+            tuple[str, bool, str, tuple[str, ...], str | None], dict[str, str]] = {}
 
     def _circuits(self) -> list[tuple[str, str]]:
         return [(n, self.llm.provider_status(n)["circuit"]) for n in self.llm.chain]
@@ -63,10 +66,10 @@ class ConductorState:
         return f"{prefix}{self._id_prefix}{next(self._ids):x}"
 
     def headers(self, provider: str, fallback: bool, content_type: str,
-                degraded: tuple[str, ...] = ()) -> dict[str, str]:
+                degraded: tuple[str, ...] = (), spilled: str | None = None) -> dict[str, str]:
         """Response headers naming the serving provider (cached: a handful of combinations)
         and, when it served the request without a field it cannot express, that field."""
-        key = (provider, fallback, content_type, degraded)
+        key = (provider, fallback, content_type, degraded, spilled)
         headers = self._headers.get(key)
         if headers is None:
             headers = self._headers[key] = {
@@ -76,6 +79,8 @@ class ConductorState:
             }
             if degraded:
                 headers[DEGRADED_HEADER] = ", ".join(degraded)
+            if spilled:
+                headers[SPILLOVER_HEADER] = spilled
             if content_type.startswith("text/event-stream"):
                 headers["Cache-Control"] = "no-cache"
         return headers

@@ -78,6 +78,10 @@ class Provider(abc.ABC):
         self.region = region
         self.embedding_model: str | None = None
         """The model ``embed`` uses; None = this provider makes no embeddings (skipped)."""
+        self.reported_concurrency: int | None = None
+        """How many requests the server says it serves at once (llama.cpp's server:
+        ``total_slots`` in ``/props``), learned by its health check; None = it does not say.
+        Used as the cap when ``max_concurrency`` is null."""
         self.state_listener: Callable[[], None] | None = None
         """Set by the router: called when the provider's own state changes (an engine it
         runs died or became ready), so health is re-checked now, not at the next interval."""

@@ -79,6 +79,7 @@ class OpenAICompatProvider(Provider):
         self.health_timeout = timeouts.health
         self._session_factory = session_factory
         self._session: aiohttp.ClientSession | None = None
+        self._asked_slots = False
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
 
     def _errors(self, timeout: str | Callable[[], str]) -> ErrorBoundary:
@@ -330,9 +331,23 @@ class OpenAICompatProvider(Provider):
             error = None if present else f"{self.display_name} has no model loaded"
             if present:
                 self.model = models[0]
+        if present and not self._asked_slots:
+            await self._learn_slots()
         return HealthReport(
             healthy=present, latency=latency, models=models, model_present=present, error=error
         )
+
+    async def _learn_slots(self) -> None:
+        """Ask once how many requests the server serves at once: llama.cpp's server says
+        ``total_slots`` in ``/props``; others answer 404 (or something else) and keep no cap."""
+        self._asked_slots = True
+        try:
+            props = await self._get_json("/props", self.health_timeout)
+        except (ProviderError, RequestError, ValueError):
+            return
+        slots = props.get("total_slots") if isinstance(props, dict) else None
+        if isinstance(slots, int) and not isinstance(slots, bool) and slots > 0:
+            self.reported_concurrency = slots
 
     async def _available_models(self) -> list[str]:
         """Models to consider for health; LM Studio overrides this to prefer loaded ones."""

@@ -10,13 +10,14 @@ from .sticky import StickyStrategy, StickyTable
 from .strategies import (
     AffinityStrategy,
     FailoverStrategy,
+    LeastBusyStrategy,
     NearestStrategy,
     QualityStrategy,
     RoundRobinStrategy,
 )
 from .strategy import Strategy
 
-SPREADING = frozenset({"round_robin", "quality", "nearest"})
+SPREADING = frozenset({"round_robin", "quality", "nearest", "least_busy"})
 """Strategies that may send one conversation's turns to different servers: where
 ``llm.routing.sticky: null`` turns sticky conversations on (with 2+ providers). Under
 failover and affinity every turn already starts at the same place (and sticking would
@@ -51,4 +52,6 @@ def _base_strategy(
         return CanaryStrategy.from_config(cfg, logger=logger)
     if cfg.strategy == "affinity":
         return AffinityStrategy(cfg.affinity, tags)
+    if cfg.strategy == "least_busy":
+        return LeastBusyStrategy()
     return FailoverStrategy()

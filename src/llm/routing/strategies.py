@@ -7,6 +7,8 @@
                   token of real requests (the guide's "geographic selection").
 * ``quality``     by a score from measured reliability and speed (``ProviderStats``).
 * ``affinity``    the request's ``workload`` (e.g. ``code``) picks preferred providers.
+* ``least_busy``  by load (requests in flight over ``max_concurrency``), then by measured
+                  time to first token.
 
 The canary (``canary.py``) and sticky conversations (``sticky.py``) have modules of their
 own; ``strategy.py`` says what a strategy is.
@@ -130,3 +132,22 @@ class AffinityStrategy(Strategy):
         return preferred + [n for n in chain if n not in preferred]
 
 
+
+
+class LeastBusyStrategy(Strategy):
+    """The provider with the most room first: requests in flight over its
+    ``max_concurrency`` (a provider without a cap counts its requests in flight, as if it
+    had one slot), then the measured time to first token of real requests, then the chain
+    order. Reads only the registry's counts, so ranking it moves nothing."""
+
+    name = "least_busy"
+
+    def _rank(self, chain: Sequence[str], ctx: RouteContext) -> list[str]:
+        position = {n: i for i, n in enumerate(chain)}
+
+        def key(n: str) -> tuple[float, float, int]:
+            stats = ctx.stats.get(n)
+            ttft = stats.ttft_ewma if stats is not None and stats.ttft_ewma else float("inf")
+            return (ctx.load.get(n, 0.0), ttft, position[n])
+
+        return sorted(chain, key=key)

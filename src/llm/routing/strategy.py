@@ -13,7 +13,7 @@ The chain walk reports every request's outcome through :meth:`Strategy.observe`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..state.stats import ProviderStats
@@ -29,6 +29,9 @@ class RouteContext:
     workload: str | None = None
     last_resort: frozenset[str] = frozenset()
     messages: Sequence[Mapping[str, Any]] = ()
+    load: Mapping[str, float] = field(default_factory=dict)
+    """Requests in flight over ``max_concurrency`` per provider (in flight alone when it
+    has no cap): 0 is idle, 1 is full."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,29 @@ class ProviderState:
     """Why the server last refused a request (shown in ``/status``; never a health matter)."""
     serving: int = 0
     """Requests this provider is answering right now (from the request to the close)."""
+    max_concurrency: int | None = None
+    """The configured cap on ``serving`` (``max_concurrency``); None = learn it from the
+    server where it says (:attr:`Provider.reported_concurrency`), else no cap."""
+    spillovers: int = 0
+    """Requests that would have come here first but went elsewhere: it was at its cap."""
+
+    @property
+    def cap(self) -> int | None:
+        """The most requests DEMI sends here at once (None: no cap)."""
+        if self.max_concurrency is not None:
+            return self.max_concurrency
+        return self.provider.reported_concurrency
+
+    @property
+    def load(self) -> float:
+        """In flight over the cap (in flight alone without one): 0 idle, 1 full."""
+        cap = self.cap
+        return self.serving / cap if cap else float(self.serving)
+
+    @property
+    def has_slot(self) -> bool:
+        cap = self.cap
+        return cap is None or self.serving < cap
     succeeded_at: float | None = None
     """When a reply from this provider last finished well: passive evidence of health."""
 
@@ -65,10 +88,13 @@ class ProviderRegistry:
         on_breaker: Listener,
         on_change: Callable[[str], None],
         on_idle: Callable[[str], None] = lambda _name: None,
+        caps: Mapping[str, int | None] | None = None,
     ) -> None:
         self._clock = clock
         self._on_change = on_change
         self._on_idle = on_idle
+        self.on_release: Callable[[str], None] = lambda _name: None
+        """Called whenever a request in flight ends (the slot queue wakes a waiter)."""
         self._states = {
             name: ProviderState(
                 provider, CircuitBreaker(name, clock, policy, listener=on_breaker),
@@ -76,6 +102,9 @@ class ProviderRegistry:
             )
             for name, provider in providers.items()
         }
+        for name, cap in (caps or {}).items():
+            if name in self._states:
+                self._states[name].max_concurrency = cap
         self.initial_check_done = False
         """False until the start-up check of every provider finished."""
 
@@ -144,6 +173,7 @@ class ProviderRegistry:
                 return
             done = True
             st.serving -= 1
+            self.on_release(name)
             if st.serving == 0:
                 self._on_idle(name)
 

@@ -80,6 +80,11 @@ class OutcomeRecorder:
         self._hedges.hedge_wins += hedged
         self._reporter.answering(name, fallback, chain)
 
+    def spilled(self, full: str, served_by: str) -> None:
+        """``full`` was at its cap, so ``served_by`` took the request: counted, not a failure."""
+        self._registry[full].spillovers += 1
+        self._reporter.spilled(full, served_by)
+
     # -- when a reply (or one provider's part of it) ended -------------------------------
     def finished(
         self, name: str, request: ChatRequest, conversation: Sequence[dict[str, Any]],

@@ -66,6 +66,7 @@ class ReplyStream:
         resume: Resume | None = None,
         hedged: bool = False,
         degraded: tuple[str, ...] = (),
+        spilled_from: str | None = None,
         estimate_usage: Callable[[str], tuple[int, int]] | None = None,
     ) -> None:
         self.provider = provider
@@ -94,6 +95,9 @@ class ReplyStream:
         """Whether this reply came from a hedge (the provider before it was too slow)."""
         self._estimate_usage = estimate_usage
         self.degraded = degraded
+        self.spilled_from = spilled_from
+        """The provider this request would have gone to first, passed over because it was
+        at its ``max_concurrency`` (a spillover: not a failure, not a fallback)."""
         """Request fields the serving provider could not express and served without
         (``tool_choice`` on Ollama), because no provider could express them."""
 

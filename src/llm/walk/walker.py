@@ -54,6 +54,7 @@ from ..report import Reporter
 from ..routing.strategy import RouteContext, Strategy
 from ..state.health import HealthMonitor
 from ..state.registry import ProviderRegistry
+from ..state.slots import SlotQueue, retry_after
 from ..tokens import TokenEstimator
 from ..types import ChatChunk, ChatRequest
 from .attempt import Attempt, starts_reply
@@ -75,13 +76,18 @@ class WalkPolicy:
     mid_stream: str
     hedge: HedgePolicy
     retry: RetryPolicy
+    embedded_spillover: bool = False
+    """Whether the last resort takes requests that find every server at its cap."""
+    queue_max_wait: float = 30.0
+    queue_max_waiting: int = 64
 
     @classmethod
     def from_config(cls, llm: LLMConfig) -> WalkPolicy:
         return cls(max_tokens=llm.max_tokens, health_check_wait=llm.health_check_wait,
                    load_wait=llm.embedded.load_wait, fallback_enabled=llm.enable_fallback,
                    mid_stream=llm.mid_stream, hedge=HedgePolicy.from_config(llm.hedge),
-                   retry=RetryPolicy(llm.retry))
+                   retry=RetryPolicy(llm.retry), embedded_spillover=llm.embedded.spillover,
+                   queue_max_wait=llm.queue.max_wait, queue_max_waiting=llm.queue.max_waiting)
 
 
 @dataclass(slots=True, eq=False)
@@ -102,6 +108,10 @@ class Route:
     rejections: list[ProviderRejected] = field(default_factory=list)
     skipped: list[tuple[str, CannotExpress]] = field(default_factory=list)
     """Providers that cannot express the request, and why (in the route's order)."""
+    full: list[str] = field(default_factory=list)
+    """This pass's usable providers passed over because they were at their cap."""
+    queued: bool = False
+    """The request waited in the slot queue and was woken: it goes before newcomers."""
 
     def attempts(self, registry: ProviderRegistry) -> list[str]:
         """The order to try now: usable providers first, open circuits last (a last
@@ -134,6 +144,10 @@ class ChainWalker:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.registry = registry
+        self.queue = SlotQueue(max_wait=policy.queue_max_wait,
+                               max_waiting=policy.queue_max_waiting,
+                               retry_after=self.retry_after)
+        registry.on_release = lambda _name: self.queue.slot_freed()
         self.last_resort = last_resort
         self.chain = list(registry)
         self.strategy = strategy
@@ -146,6 +160,15 @@ class ChainWalker:
                                         on_change)
         self._sleep = sleep
         self._forced = forced
+
+    def retry_after(self, waiting: int) -> float:
+        """Seconds until a slot is likely free behind ``waiting`` queued requests: the
+        measured service time of the capped usable providers, over their slots."""
+        capped = [self.registry[n] for n in self.registry.usable() if self.registry[n].cap]
+        slots = sum(st.cap or 0 for st in capped)
+        times = [st.stats.latency_ewma for st in capped if st.stats.latency_ewma]
+        service = sum(times) / len(times) if times else None
+        return retry_after(service, waiting + sum(st.serving for st in capped) - slots, slots)
 
     @property
     def forced(self) -> str | None:
@@ -163,6 +186,7 @@ class ChainWalker:
             workload=workload,
             last_resort=self.last_resort,
             messages=messages,
+            load={n: self.registry[n].load for n in self.registry},
         )
 
     def ranking(self) -> list[str]:
@@ -217,11 +241,13 @@ class ChainWalker:
         producing text.
         """
         route = self.route(messages, opts)
+        if self.policy.hedge.enabled and not route.pinned:
+            self.hedges.request_started()
         for round_no in range(self.policy.retry.rounds + 1):
             if round_no:
                 route.new_round()
             await self.probe_ahead()
-            reply = await self._round(route, continuable)
+            reply = await self._round_for_a_slot(route, continuable)
             if reply is not None:
                 return reply
             # Pinned (force_provider): the caller asked for that provider and no fallback.
@@ -238,14 +264,43 @@ class ChainWalker:
             return reply
         raise self._exhausted(route)
 
+    async def _round_for_a_slot(self, route: Route, continuable: bool) -> ReplyStream | None:
+        """A pass over the route; when every usable provider was at its cap, wait in the
+        slot queue (first come first served, bounded: Overloaded past either bound) and
+        pass again once a slot is free."""
+        while True:
+            reply = await self._round(route, continuable)
+            if reply is not None or not route.full:
+                return reply
+            await self.queue.wait(first=route.queued)
+            route.queued = True
+
+    def _has_slot(self, name: str, route: Route) -> bool:
+        """Whether this request may go to ``name`` now: a free slot, and no request that
+        waited for one ahead of it (newcomers queue behind the waiters, no barging)."""
+        st = self.registry[name]
+        return st.has_slot and (route.queued or not self.queue or st.cap is None)
+
+    def _passes_over(self, name: str, route: Route) -> bool:
+        """``name`` is not asked in this pass: at its cap (remembered, if it may take
+        traffic: the request then waits for a slot), or the last resort while a server is
+        only busy (``llm.embedded.spillover``)."""
+        if not self._has_slot(name, route):
+            if self.registry[name].usable:
+                route.full.append(name)
+            return True
+        return (bool(route.full) and name in self.last_resort
+                and not self.policy.embedded_spillover)
+
     async def _round(self, route: Route, continuable: bool) -> ReplyStream | None:
         """One pass over the route: the first provider to start answering, or None."""
         hedging = self.policy.hedge.enabled and not route.pinned
-        if hedging:
-            self.hedges.request_started()
+        route.full.clear()
         for name in route.attempts(self.registry):
             if name in route.tried:
                 continue  # a hedge target that already had its turn
+            if self._passes_over(name, route):
+                continue
             async with contextlib.AsyncExitStack() as attempts:
                 first = await attempts.enter_async_context(self._attempt(name, route))
                 delay = self.hedges.delay_for(first.provider) if hedging else None
@@ -267,8 +322,8 @@ class ChainWalker:
     ) -> Attempt[ChatChunk] | None:
         """A second attempt for a slow first one (owned by the same exit stack), or None
         when no provider or no hedge budget is left."""
-        target = self.policy.hedge.target(self.registry, route.attempts(self.registry),
-                                          route.tried)
+        free = [n for n in route.attempts(self.registry) if self._has_slot(n, route)]
+        target = self.policy.hedge.target(self.registry, free, route.tried)
         if target is None or not self.hedges.take():
             return None
         self.reporter.hedging(slow, target)
@@ -376,6 +431,9 @@ class ChainWalker:
                     or any(not self.registry[n].usable for n in ahead))
         self.outcomes.answering(name, winner.ttft, fallback=fallback, hedged=hedged,
                                 chain=self.chain)
+        spilled = route.full[0] if route.full else None  # passed over for being at its cap
+        if spilled is not None:
+            self.outcomes.spilled(spilled, name)
         ttft = (winner.first_at or route.started) - route.started if winner.first.text else None
         resume = (functools.partial(self.resume, route)
                   if continuable and self.policy.mid_stream == "continue" and not route.pinned
@@ -396,6 +454,7 @@ class ChainWalker:
             resume=resume,
             hedged=hedged,
             degraded=degraded,
+            spilled_from=spilled,
             estimate_usage=functools.partial(self._estimate_usage, winner.provider,
                                              winner.request),
         )
@@ -418,7 +477,8 @@ class ChainWalker:
         provider is left.
         """
         prefill = [*route.messages, {"role": "assistant", "content": text}]
-        queue = [n for n in route.attempts(self.registry) if n not in used]
+        queue = [n for n in route.attempts(self.registry)
+                 if n not in used and self.registry[n].has_slot]
         waited: set[str] = set()  # still loading (the embedded model): waited for, once
         while queue:
             name = queue.pop(0)

@@ -22,9 +22,11 @@ changed or reset.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -77,7 +79,9 @@ class Behaviour:
 DEFAULT_BEHAVIOUR = Behaviour()
 BEHAVIOUR_FIELDS = frozenset(f.name for f in fields(Behaviour))
 WORLD_FIELDS = frozenset({"models", "loaded", "reply", "reply_tokens", "jit", "load_time",
-                          "tool_calls"})
+                          "slots", "tool_calls"})
+CHAT_PATHS = frozenset({"/api/chat", "/api/generate", "/v1/chat/completions", "/v1/completions"})
+"""The routes that take one of the server's ``slots``."""
 
 
 def _check_number(name: str, value: Any, *, integer: bool = False, nullable: bool = False) -> None:
@@ -120,7 +124,10 @@ class FakeState:
             "jit": jit,
             "load_time": 0.0,
             "tool_calls": "per_turn",
+            "slots": None,
         }
+        self.in_flight = 0
+        self._slot_free = asyncio.Condition()
         self.requests: deque[dict[str, Any]] = deque(maxlen=max_recorded)
         self.reset()
 
@@ -139,6 +146,11 @@ class FakeState:
         """Seconds a request waits when its model is not loaded yet (a simulated cold load)."""
         self.tool_calls: str = self._defaults["tool_calls"]
         """When offered tools are called (``abilities.TOOL_CALL_MODES``)."""
+        self.slots: int | None = self._defaults["slots"]
+        """Chat requests served at once; the rest wait their turn, as a real server's queue
+        (None: no limit)."""
+        self.max_in_flight = 0
+        """The most chat requests this server was answering at once since the reset."""
         self._refresh_tokens()
         self.requests.clear()
 
@@ -199,6 +211,10 @@ class FakeState:
             raise ValueError("jit must be a boolean")
         if "load_time" in patch:
             _check_number("load_time", patch["load_time"])
+        if "slots" in patch:
+            _check_number("slots", patch["slots"], integer=True, nullable=True)
+            if patch["slots"] == 0:
+                raise ValueError("slots must be >= 1 (or null for no limit)")
         if "tool_calls" in patch and patch["tool_calls"] not in TOOL_CALL_MODES:
             raise ValueError(f"tool_calls must be one of {TOOL_CALL_MODES}")
 
@@ -214,6 +230,7 @@ class FakeState:
         self.jit = patch.get("jit", self.jit)
         self.load_time = float(patch.get("load_time", self.load_time))
         self.tool_calls = patch.get("tool_calls", self.tool_calls)
+        self.slots = patch.get("slots", self.slots)
         self._refresh_tokens()
 
     def plan(self, kind: str) -> Behaviour:
@@ -237,6 +254,22 @@ class FakeState:
             await asyncio.sleep(self.load_time)
         self.mark_loaded(model)
 
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of ``slots`` while a chat request is answered (waiting for one if all
+        are taken), and count the most held at once."""
+        async with self._slot_free:
+            await self._slot_free.wait_for(lambda: self.slots is None
+                                           or self.in_flight < self.slots)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            async with self._slot_free:
+                self.in_flight -= 1
+                self._slot_free.notify_all()
+
     def mark_loaded(self, model: str) -> None:
         """Remember that a model has been used (it then shows in /api/ps or as loaded)."""
         if model in self.models and model not in self.loaded:
@@ -254,6 +287,9 @@ class FakeState:
             "jit": self.jit,
             "load_time": self.load_time,
             "tool_calls": self.tool_calls,
+            "slots": self.slots,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
             "recorded": len(self.requests),
             "hanging": Hanging.now,
         }
@@ -290,6 +326,9 @@ async def record_requests(request: web.Request, handler: Any) -> web.StreamRespo
             "body": raw.decode("utf-8", "replace") if parsed is INVALID_JSON else None,
         }
     )
+    if request.path in CHAT_PATHS:
+        async with request.app[STATE].slot():
+            return await handler(request)
     return await handler(request)
 
 
