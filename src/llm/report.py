@@ -162,6 +162,8 @@ class Reporter:
         else:
             hints = []
             for n in order:
+                if n not in self._registry:
+                    continue  # a discovered provider that has left
                 url = self._registry[n].provider.base_url
                 if self._registry[n].provider.kind == "ollama":
                     hints.append(f"curl {url}/api/tags")

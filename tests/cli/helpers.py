@@ -23,6 +23,7 @@ def clean_environ() -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
             "COLUMNS": "200",
             "DEMI_EMBEDDED_ENABLED": "false",
+            "DEMI_DISCOVER": "false",  # an engine on this machine must not join the chain
         }
     )
     return env
