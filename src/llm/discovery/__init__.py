@@ -13,10 +13,12 @@ and before the embedded model.
     keeper.py      DiscoveredProviders: adds what it finds, drops what went away
 """
 
+from collections.abc import Collection, Sequence
+
 from .engines import DEFAULT_PORTS, ENGINES, Engine
 from .entries import config_yaml, provider_entry, provider_name
 from .identify import Found
-from .keeper import DiscoveredProviders
+from .keeper import DiscoveredProviders, loopback_port
 from .scan import scan
 
 __all__ = [
@@ -26,7 +28,24 @@ __all__ = [
     "Engine",
     "Found",
     "config_yaml",
+    "find_engines",
+    "loopback_port",
     "provider_entry",
     "provider_name",
     "scan",
+    "suggested_entry",
 ]
+
+
+async def find_engines(
+    ports: Sequence[int] = (), *, timeout: float = 2.0,  # noqa: ASYNC109 (a bound)
+) -> list[Found]:
+    """The engines answering on ``ports`` (empty: the default ports), changing nothing:
+    what ``status --discover`` lists."""
+    return await scan(ports or DEFAULT_PORTS, timeout=timeout)
+
+
+def suggested_entry(found: Found, taken: Collection[str] = ()) -> tuple[str, str]:
+    """(provider name, one line of YAML) that keeps ``found`` in the chain for good."""
+    name = provider_name(found, taken)
+    return name, config_yaml(found, name)

@@ -48,6 +48,6 @@ def config_yaml(found: Found, name: str) -> str:
     (Lists replace lists when configs are layered: a file with ``providers`` already
     gets this entry added to its list.)
     """
-    text = yaml.safe_dump({"llm": {"providers": [entry_fields(found, name)]}},
-                          default_flow_style=True, sort_keys=False, width=1 << 16)
-    return text.strip()
+    entry = yaml.safe_dump(entry_fields(found, name), default_flow_style=True,
+                           sort_keys=False, width=1 << 16).strip()
+    return f"llm: {{providers: [{entry}]}}"
