@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from ..core.config import DemiConfig
@@ -310,6 +310,13 @@ class UnifiedLLMInference:
         """The canary strategy in force (through a sticky wrapper), or None."""
         strategy = getattr(self.strategy, "inner", self.strategy)
         return strategy if isinstance(strategy, CanaryStrategy) else None
+
+    def watch_switches(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` each time the provider new requests go to changes, as it
+        happens (the events of ``/status``'s ``switches``: ``from``, ``to``, ``reason``,
+        ``kind``, ``why``, ``time``); returns the function that stops it. For views that
+        tell people what the layer does, such as the terminal chat."""
+        return self.history.watch_switches(callback)
 
     def hedge_counts(self) -> tuple[int, int]:
         """(requests that hedged, hedges the second provider won), for metrics."""
