@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -137,6 +138,7 @@ async def test_page_charts_traffic_canary_and_sticky(
 
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "bench" / "results" / "status-page.png"
+"""Refreshed by ``DEMI_SCREENSHOTS=1 pytest tests/browser`` (never behind a plain run's back)."""
 
 
 async def test_the_timeline_shows_an_outage_at_a_glance(
@@ -144,8 +146,9 @@ async def test_the_timeline_shows_an_outage_at_a_glance(
 ) -> None:
     """80 requests over four minutes (canary 20 %), Ollama killed after 60: the timeline
     draws both providers' requests on one time axis, Ollama's failure in red and the switch
-    as a marker; the labels describe the whole window; the screenshot is committed to
-    bench/results/status-page.png for the next person to see what users see."""
+    as a marker; the labels describe the whole window. With DEMI_SCREENSHOTS=1 the
+    screenshot is written to bench/results/status-page.png (committed, for the next person
+    to see what users see)."""
     ollama = fake_server_factory("ollama")
     lmstudio = fake_server_factory("lmstudio")
     clock = ManualClock()
@@ -174,7 +177,8 @@ async def test_the_timeline_shows_an_outage_at_a_glance(
         finally:
             await server.close()
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    SCREENSHOT.write_bytes(shot.read_bytes())
+    if os.environ.get("DEMI_SCREENSHOTS") == "1":
+        SCREENSHOT.write_bytes(shot.read_bytes())
     assert dom.count('class="seg" data-provider="ollama"') >= 15  # spread over the window
     assert dom.count('class="seg" data-provider="lmstudio"') >= 10
     assert 'class="err" data-provider="ollama"' in dom  # the request that met the dead Ollama

@@ -132,6 +132,7 @@ def test_ctrl_c_stops_the_reply_and_keeps_the_chat(terminal: Terminal) -> None:
     the stopped one is not in its history."""
     terminal.ollama.control(reply_tokens=400, chunk_delay=0.05, times=1)
     terminal.send("tell me a long story")
+    terminal.sees("tell me a long story\r\n")  # the terminal's echo of the line
     terminal.sees_pattern(r"\w+ \w+ \w+")  # the reply is streaming
     terminal.child.sendintr()
     terminal.sees("(reply stopped)")
@@ -186,3 +187,14 @@ def test_a_pinned_provider_failing_hints_in_the_chats_words(terminal: Terminal) 
     terminal.sees("automatic selection; now using lmstudio")
     terminal.prompt()
     assert terminal.quit() == 0
+
+
+def test_ctrl_c_at_the_prompt_leaves_with_exit_0(terminal: Terminal) -> None:
+    """Outside a reply, Ctrl-C is how people leave: the chat ends, exit code 0."""
+    terminal.send("hello")
+    terminal.sees("[ollama · llama3.2:1b]")
+    terminal.prompt()
+    terminal.child.sendintr()
+    terminal.child.expect(pexpect.EOF)
+    terminal.child.close()
+    assert terminal.child.exitstatus == 0

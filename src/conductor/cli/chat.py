@@ -251,6 +251,9 @@ class Session:
         self.prompt = "you> " if self.interactive else ""
         self.narrator = Narrator(llm, styled=self.styled, prompt=self.prompt)
         self.logs = HeldLogs(self.narrator)
+        self._reply: asyncio.Future[Reply] | None = None
+        """The reply streaming now (Ctrl-C stops it), or None."""
+        self._stopped = False
         self.commands: dict[str, Callable[[str], object]] = {
             "/provider": self._provider,
             "/auto": self._auto,
@@ -263,11 +266,22 @@ class Session:
         """Read, answer, repeat until /quit or end of input."""
         stop_watching = self.llm.watch_switches(self.narrator.heard)
         self.logs.attach(self.llm.logger)
+        restore = sigint_calls(self._interrupted)
         try:
             await self._loop()
         finally:
+            restore()
             stop_watching()
             self.logs.detach()
+
+    def _interrupted(self, leave: Callable[[], None]) -> None:
+        """Ctrl-C: stop the reply in progress if there is one, else leave the chat."""
+        task = self._reply
+        if task is not None and not task.done():
+            self._stopped = True
+            task.cancel()
+        else:
+            leave()
 
     async def _loop(self) -> None:
         if self.interactive:
@@ -312,22 +326,15 @@ class Session:
         """
         user = {"role": "user", "content": text}
         task = asyncio.ensure_future(self._stream([*self.system, *self.history, user]))
-        stopped = False
-
-        def stop_reply() -> None:
-            nonlocal stopped
-            stopped = True
-            task.cancel()
-
-        restore = sigint_calls(stop_reply)
+        self._reply, self._stopped = task, False
         try:
             await asyncio.wait([task])
         finally:
-            restore()
+            self._reply = None
             if not task.done():  # this session was cancelled: the reply goes with it
                 await cancel_and_wait(task)
         if task.cancelled():
-            if not stopped:
+            if not self._stopped:
                 raise asyncio.CancelledError  # not ours to swallow
             say("(reply stopped)")
             return
@@ -416,13 +423,21 @@ class Session:
             else "details off")
 
 
-def sigint_calls(handler: Callable[[], None]) -> Callable[[], None]:
-    """Make Ctrl-C call ``handler`` until the returned function is called, which puts back
-    the handler in force before (``asyncio.run``'s, which ends the chat)."""
+def sigint_calls(handler: Callable[[Callable[[], None]], None]) -> Callable[[], None]:
+    """Make Ctrl-C call ``handler(leave)`` until the returned function is called, which puts
+    back the handler in force before; ``leave()`` runs that earlier handler (``asyncio.run``'s,
+    which ends the chat the way Ctrl-C always has)."""
     loop = asyncio.get_running_loop()
     previous = signal.getsignal(signal.SIGINT)
+
+    def leave() -> None:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        else:
+            raise KeyboardInterrupt
+
     try:
-        loop.add_signal_handler(signal.SIGINT, handler)
+        loop.add_signal_handler(signal.SIGINT, handler, leave)
     except (NotImplementedError, RuntimeError, ValueError):
         return lambda: None  # no signal handlers here (not the main thread, Windows)
 
