@@ -34,7 +34,7 @@ def config(url: str, interval: float, passive: bool) -> dict[str, Any]:
     return {"llm": {
         "ollama": {"base_url": f"http://127.0.0.1:{free_port()}"},
         "lmstudio": {"base_url": url, "model": "gemma", "timeout": 60},
-        "embedded": {"enabled": False},
+        "embedded": {"enabled": False}, "discover": False,
         "health_check_interval": interval, "passive_health": passive,
     }}
 

@@ -90,6 +90,7 @@ def llm_config(ollama_url: str, lmstudio_url: str, **overrides: Any) -> dict[str
         "ollama": {"base_url": ollama_url, "timeout": 3.0},
         "lmstudio": {"base_url": lmstudio_url, "timeout": 3.0},
         "embedded": {"enabled": False},
+        "discover": False,  # tests that want discovery say so (tests/discovery)
         "health_check_interval": 60,
         "probe_interval": 0.05,
         "health_check_timeout": 3.0,

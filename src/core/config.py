@@ -58,6 +58,8 @@ ENV_VARS: dict[str, str] = {
     "DEMI_ROUTING_STRATEGY": "llm.routing.strategy",
     "DEMI_EMBEDDED_ENABLED": "llm.embedded.enabled",
     "DEMI_EMBEDDED_MODEL_PATH": "llm.embedded.model_path",
+    "DEMI_DISCOVER": "llm.discover",
+    "DEMI_DISCOVER_PORTS": "llm.discover_ports",
     "DEMI_HOST": "conductor.host",
     "DEMI_PORT": "conductor.port",
     "DEMI_API_KEY": "conductor.api_key",

@@ -216,6 +216,18 @@ class LLMConfig(BaseModel):
     routing: RoutingConfig
     embedded: EmbeddedConfig
     providers: tuple[ProviderEntry, ...]
+    discover: bool
+    """Probe loopback default ports for engines already running (``src/llm/discovery``)."""
+    discover_ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...]
+    """The ports discovery probes, in order; empty = each known engine's default port."""
+
+    @field_validator("discover_ports", mode="before")
+    @classmethod
+    def _port_list(cls, v: object) -> object:
+        """``DEMI_DISCOVER_PORTS=8080,8000`` arrives as one string: split it."""
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
 
     def provider_names(self) -> tuple[str, ...]:
         """Every provider name that is configured (whether or not it is in the chain)."""

@@ -15,8 +15,11 @@ Inside, a folder per job::
     providers/     where a provider is called: Ollama, LM Studio, any OpenAI-compatible
                    server, the embedded model; foreign errors mapped once per kind
     engine/        the embedded model's own process and its supervisor
+    discovery/     engines already running on loopback, joining the chain by themselves
 """
 
+from .discovery import Found as FoundEngine
+from .discovery import find_engines, loopback_port, suggested_entry
 from .errors import (
     AllProvidersFailed,
     CannotExpress,
@@ -55,6 +58,7 @@ __all__ = [
     "DemiError",
     "EmbeddedModelLoading",
     "Embeddings",
+    "FoundEngine",
     "HealthReport",
     "LMStudioInference",
     "ModelNotFound",
@@ -74,4 +78,7 @@ __all__ = [
     "ToolCall",
     "UnifiedLLMInference",
     "UnknownProviderError",
+    "find_engines",
+    "loopback_port",
+    "suggested_entry",
 ]

@@ -9,7 +9,9 @@ It builds the parts, owns their lifecycle and forwards to them; each part has on
                    (:class:`HealthMonitor`), warm standby, the history people read;
 * ``report.py``    the guide's log lines and messages, ``/status`` and the CLI rows
                    (:class:`Reporter`);
-* ``factory.py``   providers and the chain from config.
+* ``factory.py``   providers and the chain from config;
+* ``discovery/``   engines already running on loopback, joining the chain by themselves
+                   (:class:`DiscoveredProviders`).
 
 ``OllamaInference`` and ``LMStudioInference`` are re-exported here because the guide names
 this module as their home.
@@ -21,14 +23,16 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from ..core.config import DemiConfig
 from ..core.tasks import cancel_and_wait
 from .clock import Clock, SystemClock
+from .discovery import DiscoveredProviders, Found
 from .errors import Closed, ConfigError, UnknownProviderError
 from .factory import (
+    build_entry,
     build_providers,
     last_resort,
     provider_caps,
@@ -36,7 +40,7 @@ from .factory import (
     resolve_chain,
 )
 from .options import parse_options, validate_messages
-from .providers.base import Provider
+from .providers.base import Provider, Timeouts
 from .providers.lmstudio import LMStudioInference
 from .providers.ollama import OllamaInference
 from .report import LMSTUDIO, OLLAMA, Reporter
@@ -84,15 +88,15 @@ class UnifiedLLMInference:
         built = dict(providers) if providers is not None else build_providers(
             self.config, self.logger
         )
-        self.chain: list[str] = resolve_chain(llm, list(built))
-        if not self.chain:
+        chain = resolve_chain(llm, list(built))
+        if not chain:
             raise ConfigError(
                 f"No usable provider: llm.provider = {llm.provider!r} is not available "
                 f"(configured: {sorted(built)})"
             )
-        self.primary = self.chain[0]
+        self.primary = chain[0]
         self.registry = ProviderRegistry(
-            {n: built[n] for n in self.chain}, self._clock, BreakerPolicy.from_config(llm),
+            {n: built[n] for n in chain}, self._clock, BreakerPolicy.from_config(llm),
             on_breaker=self._on_breaker, on_change=self._update_active,
             on_idle=lambda name: self.monitor.idle(name), caps=provider_caps(llm),
         )
@@ -103,7 +107,8 @@ class UnifiedLLMInference:
         weights = provider_weights(llm)
         tags = {p.name: list(p.tags) for p in llm.providers}
         self._routing_rows = {n: {"weight": weights.get(n, 1.0), "tags": tags.get(n, []),
-                                  "last_resort": n in tail} for n in self.chain}
+                                  "last_resort": n in tail, "source": "config",
+                                  "engine": None} for n in self.chain}
         self.strategy = strategy or make_strategy(
             llm.routing, weights, self.logger,
             providers=len(self.chain) - len(tail), tags=tags,
@@ -120,6 +125,7 @@ class UnifiedLLMInference:
             on_change=self._update_active, last_resort=tail,
         )
         self.tokens = self.walker.tokens
+        self.discovery = self._discovery(providers is not None, tail)
         warm = llm.warm_standby
         self.standby = WarmStandby(
             self.registry, self.walker.ranking, self._clock,
@@ -130,6 +136,35 @@ class UnifiedLLMInference:
         self._startup: asyncio.Task[None] | None = None
         self._started = False
         self._closed = False
+
+    def _discovery(self, injected: bool, tail: frozenset[str]) -> DiscoveredProviders | None:
+        """The keeper of discovered providers, or None: ``llm.discover`` is off, providers
+        were handed in (tests), ``llm.order`` names the chain exactly, or fallback is off."""
+        llm = self.config.llm
+        if not llm.discover or injected or llm.order or not llm.enable_fallback:
+            return None
+        timeouts = Timeouts.from_config(llm)
+        return DiscoveredProviders(
+            self.registry, self.monitor, self._clock, self.logger,
+            ports=llm.discover_ports, timeout=llm.health_check_timeout,
+            interval=lambda: self._health_check_interval,
+            build=lambda entry: build_entry(entry, timeouts),
+            before=next(iter(tail), None), joined=self._joined, left=self._left,
+            pinned=lambda: self._forced,
+        )
+
+    def _joined(self, name: str, found: Found) -> None:
+        """A discovered provider is in the chain: route to it, show it as discovered."""
+        self._routing_rows[name] = {"weight": 1.0, "tags": [], "last_resort": False,
+                                    "source": "discovered", "engine": found.engine.display}
+        self.registry[name].provider.state_listener = functools.partial(
+            self._provider_changed, name)
+        if self.registry.initial_check_done:
+            self._update_active("health")
+
+    def _left(self, name: str) -> None:
+        self._routing_rows.pop(name, None)
+        self._update_active("health")
 
     # -- the guide's names -------------------------------------------------------------
     @property
@@ -144,6 +179,12 @@ class UnifiedLLMInference:
     def providers(self) -> dict[str, Provider]:
         """The providers in the chain, in failover order."""
         return {n: self.registry[n].provider for n in self.registry}
+
+    @property
+    def chain(self) -> list[str]:
+        """The failover order now: the configured chain, with discovered providers after
+        the configured ones and before the embedded model."""
+        return list(self.registry)
 
     @property
     def active_provider(self) -> str:
@@ -185,11 +226,20 @@ class UnifiedLLMInference:
     async def _start_once(self) -> None:
         for st in self.registry.states():
             await st.provider.start()
-        await self.monitor.check_all(max_age=0)
+        found: list[str] = []
+        async with asyncio.TaskGroup() as group:  # discovery beside the first checks
+            group.create_task(self.monitor.check_all(max_age=0))
+            if self.discovery is not None:
+                found_task = group.create_task(self.discovery.startup())
+        if self.discovery is not None:
+            found = found_task.result()
+            await asyncio.gather(*(self.monitor.check(n, max_age=0) for n in found))
         self.registry.initial_check_done = True
         self._active, preferred = self.walker.preview()
         self.reporter.started(self._active, preferred)
         self.monitor.start()
+        if self.discovery is not None:
+            self.discovery.start()
         if self.standby is not None:
             self.standby.start()
         self._started = True
@@ -202,6 +252,8 @@ class UnifiedLLMInference:
         await cancel_and_wait(self._startup)  # a start-up still checking providers
         if self.standby is not None:
             await self.standby.stop()
+        if self.discovery is not None:
+            await self.discovery.stop()
         await self.monitor.stop()
         for provider in [*(st.provider for st in self.registry.states()), *self._unused]:
             await provider.close()
@@ -240,7 +292,10 @@ class UnifiedLLMInference:
         await asyncio.gather(*(self.monitor.check(n, max_age=0) for n in loading))
 
     def provider_status(self, name: str) -> dict[str, Any]:
-        return self.reporter.provider_status(name, self.active_provider)
+        row = self.reporter.provider_status(name, self.active_provider)
+        origin = self._routing_rows[name]
+        row.update(source=origin["source"], engine=origin["engine"])
+        return row
 
     def status_report(self) -> dict[str, Any]:
         """Providers, routing, recent history and counters (the LLM's part of ``/status``)."""
@@ -266,6 +321,13 @@ class UnifiedLLMInference:
         """The canary strategy in force (through a sticky wrapper), or None."""
         strategy = getattr(self.strategy, "inner", self.strategy)
         return strategy if isinstance(strategy, CanaryStrategy) else None
+
+    def watch_switches(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` each time the provider new requests go to changes, as it
+        happens (the events of ``/status``'s ``switches``: ``from``, ``to``, ``reason``,
+        ``kind``, ``why``, ``time``); returns the function that stops it. For views that
+        tell people what the layer does, such as the terminal chat."""
+        return self.history.watch_switches(callback)
 
     def hedge_counts(self) -> tuple[int, int]:
         """(requests that hedged, hedges the second provider won), for metrics."""

@@ -63,17 +63,17 @@ class Reporter:
     def switched(self, old: str, new: str, preferred: str, cause: str) -> None:
         """The provider new requests go to changed; ``cause`` is ``request`` or ``health``."""
         new_d, old_d = self._registry.display(new), self._registry.display(old)
-        why = self._registry[old].last_error
+        why = self._registry[old].last_error if old in self._registry else None
         if new == preferred:
-            reason = f"{new_d} recovered"
+            kind, reason = "recovered", f"{new_d} recovered"
             self.logger.info("%s recovered, switched back to %s provider", new_d, new_d)
         elif cause == "request":
-            reason = f"{old_d} inference failed" + (f": {why}" if why else "")
+            kind, reason = "failed", f"{old_d} inference failed" + (f": {why}" if why else "")
             self.logger.info("Switched to %s provider", new_d)
         else:
-            reason = f"{old_d} unavailable" + (f": {why}" if why else "")
+            kind, reason = "unavailable", f"{old_d} unavailable" + (f": {why}" if why else "")
             self.logger.info("%s unavailable, switched to %s provider", old_d, new_d)
-        self.history.record_switch(old, new, reason)
+        self.history.record_switch(old, new, reason, kind=kind, why=why)
 
     def forced(self, name: str | None, active: str) -> None:
         """``force_provider`` pinned ``name`` (or restored automatic selection: None)."""
@@ -83,7 +83,7 @@ class Reporter:
         else:
             self.logger.info("Using %s provider (pinned by force_provider)",
                              self._registry.display(name))
-        self.history.record_switch(active, name or active, "force_provider")
+        self.history.record_switch(active, name or active, "force_provider", kind="pinned")
 
     def trying(self, name: str) -> None:
         self.logger.debug("Using %s provider", self._registry.display(name))
@@ -172,6 +172,8 @@ class Reporter:
         else:
             hints = []
             for n in order:
+                if n not in self._registry:
+                    continue  # a discovered provider that has left
                 url = self._registry[n].provider.base_url
                 if self._registry[n].provider.kind == "ollama":
                     hints.append(f"curl {url}/api/tags")

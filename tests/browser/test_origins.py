@@ -60,7 +60,7 @@ async def demi(fake_ollama: FakeServer, fake_lmstudio: FakeServer,
                ) -> AsyncIterator[tuple[str, UnifiedLLMInference, web.Application]]:
     config = {"llm": {"ollama": {"base_url": fake_ollama.url},
                       "lmstudio": {"base_url": fake_lmstudio.url},
-                      "embedded": {"enabled": False}}}
+                      "embedded": {"enabled": False}, "discover": False}}
     async with UnifiedLLMInference(config, logging.getLogger("browser")) as llm:
         app = create_app(llm, llm.config)
         server = TestServer(app, host="127.0.0.1")

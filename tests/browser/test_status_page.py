@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
 
 from src.conductor.http.app import create_app
+from src.llm.clock import ManualClock
 from src.llm.inference import UnifiedLLMInference
-from src.testing.fakes.launcher import FakeServer
+from src.testing.fakes.launcher import FakeServer, free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -125,11 +128,87 @@ async def test_page_charts_traffic_canary_and_sticky(
             dom = await browser(str(server.make_url("/ui")), tmp_path, "--dump-dom")
         finally:
             await server.close()
-    assert dom.count('data-chart="share"') == 2 and dom.count("<svg") >= 6
-    assert '<rect class="bar"' in dom and '<rect class="errbar"' in dom
-    assert "<polyline" in dom and '<circle class="dot"' in dom  # the TTFT line
+    # One timeline for both providers: stacked segments, errors marked in red.
+    assert dom.count('data-chart="timeline"') == 1
+    assert 'class="seg" data-provider="ollama"' in dom
+    assert 'class="seg" data-provider="lmstudio"' in dom
+    assert 'class="err" data-provider="lmstudio"' in dom
     assert "canary lmstudio: 0% (rolled back) after 2 errors in" in dom
     assert "sticky hit rate: 100% (3/3" in dom
+
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "bench" / "results" / "status-page.png"
+"""Refreshed by ``DEMI_SCREENSHOTS=1 pytest tests/browser`` (never behind a plain run's back)."""
+
+
+async def test_the_timeline_shows_an_outage_at_a_glance(
+    fake_server_factory: Any, tmp_path: Path,
+) -> None:
+    """80 requests over four minutes (canary 20 %), Ollama killed after 60: the timeline
+    draws both providers' requests on one time axis, Ollama's failure in red and the switch
+    as a marker; the labels describe the whole window. With DEMI_SCREENSHOTS=1 the
+    screenshot is written to bench/results/status-page.png (committed, for the next person
+    to see what users see)."""
+    ollama = fake_server_factory("ollama")
+    lmstudio = fake_server_factory("lmstudio")
+    clock = ManualClock()
+    config = {"llm": {"ollama": {"base_url": ollama.url},
+                      "lmstudio": {"base_url": lmstudio.url},
+                      "embedded": {"enabled": False}, "discover": False,
+                      "routing": {"strategy": "canary", "canary": {
+                          "provider": "lmstudio", "percent": 20}}}}
+    async with UnifiedLLMInference(config, logging.getLogger("browser"), clock=clock) as llm:
+        for i in range(80):
+            if i == 60:
+                ollama.kill()
+            await llm.chat([{"role": "user", "content": f"message {i}"}])
+            clock.advance(3)  # four minutes of traffic in the five-minute window
+        status = llm.status_report()
+        served = {n: status["providers"][n]["stats"]["successes"] for n in ("ollama",
+                                                                            "lmstudio")}
+        assert served == {"ollama": 48, "lmstudio": 32}
+        server = TestServer(create_app(llm, llm.config), host="127.0.0.1")
+        await server.start_server()
+        try:
+            url = str(server.make_url("/ui"))
+            dom = await browser(url, tmp_path, "--dump-dom")
+            shot = tmp_path / "status.png"
+            await browser(url, tmp_path, f"--screenshot={shot}", "--window-size=1100,1000")
+        finally:
+            await server.close()
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("DEMI_SCREENSHOTS") == "1":
+        SCREENSHOT.write_bytes(shot.read_bytes())
+    assert dom.count('class="seg" data-provider="ollama"') >= 15  # spread over the window
+    assert dom.count('class="seg" data-provider="lmstudio"') >= 10
+    assert 'class="err" data-provider="ollama"' in dom  # the request that met the dead Ollama
+    assert '<line class="switch"' in dom and "→ LMStudio" in dom
+    assert "−4 min" in dom and ">now<" in dom
+    # Labels about the whole window, not the last bucket.
+    assert "Ollama: 49 requests (60% of all) · 1 error (2%) · TTFT" in dom
+    assert "LMStudio: 32 requests (40% of all) · 0 errors · TTFT" in dom
+    assert "81 requests, 1 error, 1 switch in the last 5 minutes" in dom
+    assert 'data-window="ollama">49 requests (60% of all)' in dom  # the table says the same
+
+
+async def test_a_discovered_provider_is_marked_as_such(
+    fake_server_factory: Any, tmp_path: Path,
+) -> None:
+    """An engine DEMI found by itself says so on the page, with the engine's name."""
+    engine = fake_server_factory("engines", args=["--flavour", "vllm"])
+    config = {"llm": {"ollama": {"base_url": f"http://127.0.0.1:{free_port()}"},
+                      "lmstudio": {"base_url": f"http://127.0.0.1:{free_port()}"},
+                      "embedded": {"enabled": False}, "discover": True,
+                      "discover_ports": [engine.port]}}
+    async with UnifiedLLMInference(config, logging.getLogger("browser")) as llm:
+        server = TestServer(create_app(llm, llm.config), host="127.0.0.1")
+        await server.start_server()
+        try:
+            dom = await browser(str(server.make_url("/ui")), tmp_path, "--dump-dom")
+        finally:
+            await server.close()
+    name = f"vllm-{engine.port}"
+    assert f'data-discovered="{name}">discovered: vLLM, not in your config' in dom
 
 
 async def test_page_shows_requests_in_flight_against_the_cap(
@@ -138,7 +217,7 @@ async def test_page_shows_requests_in_flight_against_the_cap(
     """A provider with max_concurrency shows "in flight / cap" while a reply is open."""
     config = {"llm": {"ollama": {"base_url": fake_ollama.url, "max_concurrency": 2},
                       "lmstudio": {"base_url": fake_lmstudio.url},
-                      "embedded": {"enabled": False}}}
+                      "embedded": {"enabled": False}, "discover": False}}
     async with UnifiedLLMInference(config, logging.getLogger("browser")) as llm:
         server = TestServer(create_app(llm, llm.config), host="127.0.0.1")
         await server.start_server()

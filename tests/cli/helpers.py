@@ -23,6 +23,7 @@ def clean_environ() -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
             "COLUMNS": "200",
             "DEMI_EMBEDDED_ENABLED": "false",
+            "DEMI_DISCOVER": "false",  # an engine on this machine must not join the chain
         }
     )
     return env
@@ -54,20 +55,21 @@ class Demi:
         )
 
 
-def table_rows(output: str) -> dict[str, dict[str, str]]:
-    """Parse the status table: provider name -> {column: cell}, cut at the header offsets."""
+def table_rows(output: str, first: str = "PROVIDER") -> dict[str, dict[str, str]]:
+    """Parse a table whose header starts with ``first``: first cell -> {column: cell}, cut
+    at the header offsets (column names are single words, or ``IN USE``)."""
     lines = output.splitlines()
-    header_at = next(i for i, line in enumerate(lines) if line.startswith("PROVIDER"))
+    header_at = next(i for i, line in enumerate(lines) if line.startswith(first))
     header = lines[header_at]
-    names = header.split()
-    starts = [header.index(name) for name in names]
+    names = header.replace("IN USE", "IN_USE").split()
+    starts = [header.index(name.replace("IN_USE", "IN USE")) for name in names]
     ends = [*starts[1:], None]
     rows: dict[str, dict[str, str]] = {}
     for line in lines[header_at + 1 :]:
         if not line.strip():
             break  # a blank line separates the table from the notes under it
         cells = {n: line[s:e].strip() for n, s, e in zip(names, starts, ends, strict=True)}
-        rows[cells["PROVIDER"]] = cells
+        rows[cells[first]] = cells
     return rows
 
 

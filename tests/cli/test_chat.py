@@ -74,7 +74,11 @@ def test_failed_turn_is_reported_and_not_kept(demi: Demi, fake_ollama: FakeServe
     fake_ollama.control(mode="status", status=500, times=1)
     result = demi("chat", "--provider", "ollama", stdin="lost\nkept\n")
     assert result.returncode == 0, result.stderr
-    assert "Ollama provider failed" in result.stderr
+    # The hint is in the chat's own words (/auto), not the library's force_provider(None).
+    assert "Ollama failed (pinned with /provider ollama): Ollama: HTTP 500" in result.stderr
+    assert "Type /auto to let the other providers answer." in result.stderr
+    assert "force_provider" not in result.stderr
+    # Pinned, traffic never moves: no switch is announced.
     assert result.stdout.splitlines() == [OLLAMA_REPLY, "[ollama · llama3.2:1b]"]
     assert chat_messages(fake_ollama.requests())[-1] == [user("kept")]
 
@@ -91,8 +95,11 @@ def test_broken_stream_is_reported_and_not_kept(
     assert "stream broke" in result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "Hello"  # the part that arrived before the break
-    # The broken stream opened Ollama's circuit, so the next turn fails over to LM Studio.
-    assert lines[1:] == [LMSTUDIO_REPLY, "[lmstudio · qwen2.5-7b-instruct · fallback]"]
+    # The broken stream opened Ollama's circuit, which the chat says in plain words; the
+    # next turn fails over to LM Studio.
+    assert lines[1].startswith("Ollama stopped answering (error in the middle of the reply")
+    assert lines[1].endswith(" — LM Studio is answering")
+    assert lines[2:] == [LMSTUDIO_REPLY, "[lmstudio · qwen2.5-7b-instruct · fallback]"]
     assert chat_messages(fake_lmstudio.requests()) == [[user("whole")]]
 
 

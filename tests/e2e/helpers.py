@@ -71,6 +71,7 @@ class ConductorProcess:
             "OLLAMA_BASE_URL": ollama_url,
             "LMSTUDIO_BASE_URL": lmstudio_url,
             "DEMI_EMBEDDED_ENABLED": "false",
+            "DEMI_DISCOVER": "false",  # an engine on this machine must not join the chain
             "DEMI_PORT": str(self.port),
             "DEMI_CONFIG": str(config),
             **(env or {}),

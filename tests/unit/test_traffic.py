@@ -30,5 +30,14 @@ def test_old_buckets_age_out() -> None:
     assert series.as_dict()["requests"] == [1, 0, 0]
     clock.advance(10)
     series.record(ok=True)
-    assert series.as_dict() == {"bucket_s": 10, "requests": [0, 0, 1], "errors": [0, 0, 0],
+    assert series.as_dict() == {"bucket_s": 10, "now": clock.wall(), "age_s": 0.0,
+                                "requests": [0, 0, 1], "errors": [0, 0, 0],
                                 "ttft_ms": [None, None, None]}
+
+
+def test_the_buckets_are_placed_on_the_wall_clock() -> None:
+    """``now`` is wall time and ``age_s`` how far into the current bucket it is: the start
+    of bucket k is ``now - age_s - (n - 1 - k) * bucket_s`` (the timeline draws events)."""
+    clock = ManualClock(start=1003.5)
+    recent = TrafficSeries(clock, bucket_s=10, buckets=3).as_dict()
+    assert recent["now"] == clock.wall() and recent["age_s"] == 3.5

@@ -146,6 +146,15 @@ class HealthMonitor:
             return
         await asyncio.wait([task], timeout=remaining)  # the probe goes on if this gives up
 
+    async def forget(self, name: str) -> None:
+        """``name`` leaves the chain: stop its probe in flight and wait for it to end."""
+        task = self._probes.pop(name, None)
+        self._probe_started.pop(name, None)
+        died = await cancel_and_wait(task)
+        if died is not None:
+            self._log.error("The %s health check had died of %s (a DEMI bug)", name,
+                            type(died).__name__, exc_info=died)
+
     # -- background loop ---------------------------------------------------------------
     def idle(self, name: str) -> None:
         """``name`` finished its last request in flight: re-plan if its probe is now due."""

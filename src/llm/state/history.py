@@ -7,6 +7,7 @@ memory flat however long DEMI runs.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ..clock import Clock
@@ -26,11 +27,23 @@ class History:
         self.failures = 0
         self.continuations = 0
         self.started_wall = clock.wall()
+        self._watchers: list[Callable[[dict[str, Any]], None]] = []
 
-    def record_switch(self, old: str, new: str, reason: str) -> None:
-        self.switches.append(
-            {"time": self._clock.wall(), "from": old, "to": new, "reason": reason}
-        )
+    def watch_switches(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every switch from now on; returns the unsubscribe."""
+        self._watchers.append(callback)
+        return lambda: self._watchers.remove(callback) if callback in self._watchers else None
+
+    def record_switch(self, old: str, new: str, reason: str, *, kind: str = "other",
+                      why: str | None = None) -> None:
+        """``kind``: ``recovered`` (back to the preferred provider), ``failed`` (a request
+        failed there), ``unavailable`` (a health check), ``pinned`` (force_provider);
+        ``why`` the old provider's last error, if any."""
+        event = {"time": self._clock.wall(), "from": old, "to": new, "reason": reason,
+                 "kind": kind, "why": why}
+        self.switches.append(event)
+        for watcher in list(self._watchers):
+            watcher(event)
 
     def record_breaker(self, name: str, old: str, new: str, reason: str) -> None:
         self.breaker_events.append(

@@ -8,6 +8,10 @@ for traffic is decided here too: a failed start-up check opens the circuit at on
 provider was never seen up), a later one counts like a failed request, a provider still
 loading its model counts as neither.
 
+Membership is fixed for configured providers; discovered ones (``src/llm/discovery``) join
+with :meth:`ProviderRegistry.add` and leave with :meth:`ProviderRegistry.remove`, never
+while serving. A result arriving for a provider that has left is dropped.
+
 The registry calls back only through the two callables it is given (``on_breaker`` for a
 breaker that moved, ``on_change`` after a health result); it never calls the monitor,
 the chain walk or the facade.
@@ -91,6 +95,8 @@ class ProviderRegistry:
         caps: Mapping[str, int | None] | None = None,
     ) -> None:
         self._clock = clock
+        self._policy = policy
+        self._listener = on_breaker
         self._on_change = on_change
         self._on_idle = on_idle
         self.on_release: Callable[[str], None] = lambda _name: None
@@ -131,10 +137,36 @@ class ProviderRegistry:
         st = self._states.get(name)
         return st.provider.display_name if st else name
 
+    # -- membership (discovered providers come and go; configured ones stay) ---------------
+    def add(self, name: str, provider: Provider, *, before: str | None = None) -> None:
+        """A provider joins the chain, ahead of ``before`` (else at the end); the breaker
+        starts closed, its first health probe decides (:meth:`record_report`)."""
+        if name in self._states:
+            raise ValueError(f"provider {name!r} is already in the chain")
+        state = ProviderState(
+            provider, CircuitBreaker(name, self._clock, self._policy, listener=self._listener),
+            TrafficSeries(self._clock),
+        )
+        order = list(self._states.items())
+        at = next((i for i, (n, _) in enumerate(order) if n == before), len(order))
+        order.insert(at, (name, state))
+        self._states = dict(order)
+
+    def remove(self, name: str) -> Provider:
+        """A provider leaves the chain (not while it serves a request); its provider object
+        is returned for the caller to close. Results still arriving for it are dropped."""
+        st = self._states[name]
+        if st.serving:
+            raise ValueError(f"provider {name!r} is serving {st.serving} request(s)")
+        del self._states[name]
+        return st.provider
+
     # -- health results ----------------------------------------------------------------
     def record_report(self, name: str, report: HealthReport) -> None:
         """A health probe finished: keep the result and let it move the breaker."""
-        st = self._states[name]
+        st = self._states.get(name)
+        if st is None:
+            return  # left the chain while the probe ran
         st.report = report
         st.checked_at = self._clock.now()
         st.checked_wall = self._clock.wall()
@@ -154,7 +186,8 @@ class ProviderRegistry:
 
     def checked_without_result(self, name: str) -> None:
         """A probe could not produce a result (a DEMI bug): look again after the interval."""
-        self._states[name].checked_at = self._clock.now()
+        if (st := self._states.get(name)) is not None:
+            st.checked_at = self._clock.now()
 
     # -- requests in flight ------------------------------------------------------------
     def serve(self, name: str) -> Callable[[], None]:
@@ -182,7 +215,9 @@ class ProviderRegistry:
     # -- request outcomes --------------------------------------------------------------
     def record_failure(self, name: str, exc: ProviderError) -> None:
         """A request failed at this provider (loading does not count against it)."""
-        st = self._states[name]
+        st = self._states.get(name)
+        if st is None:
+            return
         st.last_error = exc.reason
         if exc.counts_against_health:
             st.stats.record_failure()
@@ -191,7 +226,9 @@ class ProviderRegistry:
 
     def record_rejection(self, name: str, exc: ProviderError) -> None:
         """The server refused this request (4xx): counted as such, against nothing else."""
-        st = self._states[name]
+        st = self._states.get(name)
+        if st is None:
+            return
         st.stats.rejections += 1
         st.last_rejection = exc.reason
 
@@ -200,7 +237,9 @@ class ProviderRegistry:
         completion_tokens: int | None, fallback: bool,
     ) -> bool:
         """A reply finished; True if that moved the breaker (the active provider may change)."""
-        st = self._states[name]
+        st = self._states.get(name)
+        if st is None:
+            return False
         st.succeeded_at = self._clock.now()
         before = st.breaker.state
         st.breaker.record_success()

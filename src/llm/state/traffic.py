@@ -53,13 +53,17 @@ class TrafficSeries:
             bucket.ttft_n += 1
 
     def as_dict(self) -> dict[str, Any]:
-        """Oldest bucket first, the current (partial) one last."""
+        """Oldest bucket first, the current (partial) one last. ``now`` (wall time) and
+        ``age_s`` (how far into the current bucket ``now`` is) place the buckets on a clock,
+        so a timeline can draw events (``/status`` switches carry wall times) among them."""
         now = self._now_index()
         rows = [self._ring[i % len(self._ring)] for i in range(now - len(self._ring) + 1, now + 1)]
         live = [b if b.start == now - len(self._ring) + 1 + k else None
                 for k, b in enumerate(rows)]
         return {
             "bucket_s": self.bucket_s,
+            "now": self._clock.wall(),
+            "age_s": round(self._clock.now() - now * self.bucket_s, 3),
             "requests": [b.requests if b else 0 for b in live],
             "errors": [b.errors if b else 0 for b in live],
             "ttft_ms": [round(1000 * b.ttft_sum / b.ttft_n, 2) if b and b.ttft_n else None

@@ -104,6 +104,8 @@ class OutcomeRecorder:
             self._on_change("request")
         self._strategy.observe(Outcome(name, ok=True, ttft=ttft, messages=conversation,
                                        fallback=fallback))
+        if name not in self._registry:
+            return  # a discovered provider that left as its last reply ended
         provider = self._registry[name].provider
         self._tokens.calibrate(f"{provider.name}:{provider.model}", request.messages,
                                final.prompt_tokens)

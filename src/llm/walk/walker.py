@@ -118,7 +118,7 @@ class Route:
         resort, never skipped)."""
         usable = registry.usable()
         return ([n for n in self.order if n in usable]
-                + [n for n in self.order if n not in usable])
+                + [n for n in self.order if n not in usable and n in registry])
 
     def new_round(self) -> None:
         self.tried.clear()
@@ -149,7 +149,6 @@ class ChainWalker:
                                retry_after=self.retry_after)
         registry.on_release = lambda _name: self.queue.slot_freed()
         self.last_resort = last_resort
-        self.chain = list(registry)
         self.strategy = strategy
         self.monitor = monitor
         self.reporter = reporter
@@ -169,6 +168,11 @@ class ChainWalker:
         times = [st.stats.latency_ewma for st in capped if st.stats.latency_ewma]
         service = sum(times) / len(times) if times else None
         return retry_after(service, waiting + sum(st.serving for st in capped) - slots, slots)
+
+    @property
+    def chain(self) -> list[str]:
+        """The providers in failover order now (discovered ones join and leave)."""
+        return list(self.registry)
 
     @property
     def forced(self) -> str | None:
@@ -364,6 +368,8 @@ class ChainWalker:
         """
         loading = [e.provider for e in route.failures if isinstance(e, EmbeddedModelLoading)]
         for name in loading:
+            if name not in self.registry:
+                continue  # a discovered provider that left meanwhile
             if not await self.registry[name].provider.wait_ready(self.policy.load_wait):
                 continue
             async with self._attempt(name, route) as attempt:
@@ -428,7 +434,8 @@ class ChainWalker:
         # A fallback happened if anything the strategy preferred was down, failed or slow.
         ahead = route.order[: route.order.index(name)] if name in route.order else []
         fallback = (bool(route.failures) or hedged
-                    or any(not self.registry[n].usable for n in ahead))
+                    or any(n not in self.registry or not self.registry[n].usable
+                           for n in ahead))
         self.outcomes.answering(name, winner.ttft, fallback=fallback, hedged=hedged,
                                 chain=self.chain)
         spilled = route.full[0] if route.full else None  # passed over for being at its cap
@@ -482,6 +489,8 @@ class ChainWalker:
         waited: set[str] = set()  # still loading (the embedded model): waited for, once
         while queue:
             name = queue.pop(0)
+            if name not in self.registry:
+                continue  # a discovered provider that left meanwhile
             async with self._attempt(name, route, prefill) as attempt:
                 await attempt.wait()
                 if attempt.answered:

@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import IO, Any
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-KINDS = ("ollama", "lmstudio")
+KINDS = ("ollama", "lmstudio", "engines")
 
 
 def free_port() -> int:
