@@ -109,8 +109,11 @@ async def test_a_port_a_configured_provider_uses_is_not_probed(
     llama = make_engine("llamacpp")
     async with make_llm(dead_url(), llama.url, **discovering([llama.port])) as llm:
         assert llm.chain == ["ollama", "lmstudio"]
-    probed = {r["path"] for r in llama.requests()}
-    assert "/props" not in probed and "/api/version" not in probed
+    paths = [r["path"] for r in llama.requests()]
+    assert "/api/version" not in paths
+    # One /props: the configured provider learning its slot count (max_concurrency: null);
+    # discovery's own probe would be a second.
+    assert paths.count("/props") == 1
 
 
 async def test_discover_false_probes_nothing(

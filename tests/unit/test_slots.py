@@ -236,3 +236,19 @@ async def test_the_queue_hands_a_freed_slot_to_the_first_waiter() -> None:
     queue.slot_freed()
     await asyncio.gather(*tasks)
     assert woke == [0, 1, 2] and not queue
+
+
+async def test_a_burst_of_refusals_is_told_to_come_back_one_after_another() -> None:
+    """Each refused caller counts as work ahead of the next one, so their retries spread
+    out instead of arriving together; a freed slot with nobody waiting forgives one."""
+    queue = SlotQueue(max_wait=5, max_waiting=0, retry_after=lambda ahead: float(ahead + 1))
+    waits = []
+    for _ in range(4):
+        with pytest.raises(Overloaded) as refused:
+            await queue.wait()
+        waits.append(refused.value.retry_after)
+    assert waits == [1.0, 2.0, 3.0, 4.0]
+    queue.slot_freed()
+    with pytest.raises(Overloaded) as refused:
+        await queue.wait()
+    assert refused.value.retry_after == 4.0

@@ -43,6 +43,10 @@ class SlotQueue:
         """Waiters handed a slot that have not run yet: the slot is theirs, not a newcomer's."""
         self.refused = 0
         """Requests refused because the queue was full or their wait ran out."""
+        self._owed = 0
+        """Refused callers that will come back: each one counts as work ahead of the next
+        refusal, so a burst of them is told to return one after another, not all at once.
+        One is forgiven per slot that frees with nobody waiting."""
 
     @property
     def waiting(self) -> int:
@@ -95,12 +99,14 @@ class SlotQueue:
                 future.set_result(None)
                 self._woken += 1
                 return
+        self._owed = max(0, self._owed - 1)
 
     def _overloaded(self, why: str) -> Overloaded:
         waiting = len(self._waiters)
-        return Overloaded(
-            f"Every provider is busy and {why}; retry in {self.retry_after(waiting):g}s",
-            retry_after=self.retry_after(waiting), waiting=waiting)
+        seconds = self.retry_after(waiting + self._owed)
+        self._owed += 1
+        return Overloaded(f"Every provider is busy and {why}; retry in {seconds:g}s",
+                          retry_after=seconds, waiting=waiting)
 
     def retry_after(self, waiting: int) -> float:
         return self._retry_after(waiting)
